@@ -1,0 +1,2 @@
+"""Building blocks with forward and backward, each defined once (see functional.py)."""
+from . import functional  # noqa: F401

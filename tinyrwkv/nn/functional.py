@@ -1,0 +1,166 @@
+"""Functional ops, each defined once, with its backward right beside its forward.
+
+Every model in tinyrwkv (RNN ... RWKV) calls these; no other file re-derives a sigmoid,
+a softmax or a layer norm. Conventions:
+
+* ``op(x, ...)`` computes the forward pass and returns plain arrays.
+* ``op_backward(dy, ...)`` takes the upstream gradient ``dy`` (same shape as the output)
+  plus whatever the forward needed to remember, and returns the gradient(s) of the inputs.
+* Arrays may have any leading shape; the op acts elementwise or over the last axis.
+  Shapes in comments: ``(..., C)`` means "any leading axes, C features last".
+* dtype follows the input: float32 for running, float64 for gradient checks.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# --------------------------------------------------------------------------- activations
+
+
+def sigmoid(x):
+    """sigma(x) = 1 / (1 + e^-x), computed without overflow for large |x|."""
+    # For x >= 0 use 1/(1+e^-x); for x < 0 use e^x/(1+e^x): neither exponent can overflow.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+def sigmoid_backward(dy, y):
+    """d sigma / dx = sigma (1 - sigma); takes the forward *output* y."""
+    return dy * y * (1.0 - y)
+
+
+def tanh(x):
+    """Hyperbolic tangent (NumPy's is already stable)."""
+    return np.tanh(x)
+
+
+def tanh_backward(dy, y):
+    """d tanh / dx = 1 - tanh^2; takes the forward *output* y."""
+    return dy * (1.0 - y * y)
+
+
+def relu(x):
+    """max(x, 0)."""
+    return np.maximum(x, 0)
+
+
+def relu_backward(dy, x):
+    """Passes the gradient where the *input* x was positive."""
+    return dy * (x > 0)
+
+
+def squared_relu(x):
+    """relu(x)^2, the activation of RWKV's channel-mix."""
+    r = np.maximum(x, 0)
+    return r * r
+
+
+def squared_relu_backward(dy, x):
+    """d relu(x)^2 / dx = 2 relu(x); takes the forward *input* x."""
+    return dy * 2.0 * np.maximum(x, 0)
+
+
+# --------------------------------------------------------------------------- softmax family
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum exp(x) along ``axis``; the max is subtracted first so exp never overflows."""
+    z = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_backward(dy, y, axis=-1):
+    """Jacobian-vector product of softmax: dx = y * (dy - sum(dy * y)); takes the output y."""
+    return y * (dy - np.sum(dy * y, axis=axis, keepdims=True))
+
+
+def log_softmax(x, axis=-1):
+    """log softmax(x), stable: z - log sum exp z with z = x - max x."""
+    z = x - np.max(x, axis=axis, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
+def cross_entropy(logits, targets, ignore_index=None):
+    """Mean softmax cross-entropy.
+
+    logits: (N, V) float, targets: (N,) int. Positions whose target equals ``ignore_index``
+    (padding) count for nothing. Returns (loss: float, probs: (N, V)) where probs is kept
+    for the backward pass.
+    """
+    logits = np.asarray(logits)
+    targets = np.asarray(targets)
+    if logits.ndim != 2 or targets.shape != logits.shape[:1]:
+        raise ValueError(
+            f"cross_entropy expects logits (N, V) and targets (N,), got {logits.shape} and {targets.shape}"
+        )
+    logp = log_softmax(logits)                                    # (N, V)
+    mask = np.ones(len(targets), dtype=bool) if ignore_index is None else targets != ignore_index
+    n = max(int(mask.sum()), 1)
+    safe_t = np.where(mask, targets, 0)
+    picked = logp[np.arange(len(targets)), safe_t]                # (N,)
+    loss = -np.sum(picked * mask) / n
+    return float(loss), np.exp(logp)
+
+
+def cross_entropy_backward(probs, targets, ignore_index=None):
+    """d loss / d logits = (softmax - onehot) / N, zero on ignored rows. probs: (N, V)."""
+    targets = np.asarray(targets)
+    mask = np.ones(len(targets), dtype=bool) if ignore_index is None else targets != ignore_index
+    n = max(int(mask.sum()), 1)
+    d = probs.copy()
+    d[np.arange(len(targets)), np.where(mask, targets, 0)] -= 1.0
+    d *= (mask / n)[:, None]
+    return d.astype(probs.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------- layer norm
+
+
+def layer_norm(x, weight, bias, eps=1e-5):
+    """LayerNorm over the last axis: (x - mean) / sqrt(var + eps) * weight + bias.
+
+    x: (..., C), weight and bias: (C,). Returns (y, cache) where cache = (xhat, rstd, weight)
+    is what ``layer_norm_backward`` needs. ``var`` is the biased variance, as torch uses.
+    """
+    mean = x.mean(axis=-1, keepdims=True)                       # (..., 1)
+    xc = x - mean
+    var = (xc * xc).mean(axis=-1, keepdims=True)               # (..., 1)
+    rstd = 1.0 / np.sqrt(var + eps)                           # (..., 1)
+    xhat = xc * rstd                                          # (..., C)
+    y = xhat * weight + bias
+    return y.astype(x.dtype, copy=False), (xhat, rstd, weight)
+
+
+def layer_norm_backward(dy, cache):
+    """Gradients of layer_norm: returns (dx, dweight, dbias).
+
+    With xhat = (x - mean) * rstd and g = dy * weight:
+    dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), all means over the last axis.
+    """
+    xhat, rstd, weight = cache
+    lead = tuple(range(dy.ndim - 1))
+    dweight = np.sum(dy * xhat, axis=lead)
+    dbias = np.sum(dy, axis=lead)
+    g = dy * weight
+    dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    return dx, dweight, dbias
+
+
+# --------------------------------------------------------------------------- linear
+
+
+def linear(x, weight, bias=None):
+    """y = x W^T + b, torch's layout: weight (out, in), x (..., in) -> y (..., out)."""
+    y = x @ weight.T
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def linear_backward(dy, x, weight):
+    """Returns (dx, dweight, dbias) for y = x W^T + b. dy: (..., out), x: (..., in)."""
+    dx = dy @ weight                                               # (..., in)
+    dweight = dy.reshape(-1, dy.shape[-1]).T @ x.reshape(-1, x.shape[-1])  # (out, in)
+    dbias = dy.reshape(-1, dy.shape[-1]).sum(axis=0)               # (out,)
+    return dx, dweight, dbias
