@@ -1,0 +1,123 @@
+"""The smallest useful Module: parameters in one place, gradients beside them, caches passed by hand.
+
+tinyrwkv writes every backward pass by hand (llm.c / min-char-rnn style) instead of using an
+autograd engine, so a learner sees exactly what flows backward. The pattern, for every layer:
+
+    y, cache = layer.forward(x)          # cache: whatever backward needs, returned, not stored
+    dx = layer.backward(dy, cache)       # ADDS parameter gradients into layer.grads, returns dx
+
+Returning the cache (instead of keeping it on the layer) is what makes backprop through time
+easy: a recurrent model calls the same cell T times and keeps T caches in a list.
+
+A Module owns ``params`` (name -> array) and ``grads`` (same names, same shapes). Submodules are
+plain attributes (or lists of modules); ``named_parameters()`` walks them and gives dotted names
+such as ``encoder.layers.0.w_ih``, the names checkpoints, optimisers and gradient checks share.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Module:
+    """Base class: parameter bookkeeping, dtype casting, state dicts. Subclasses add forward/backward."""
+
+    def __init__(self):
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    def add_param(self, name: str, value: np.ndarray) -> np.ndarray:
+        """Registers a parameter and a zero gradient of the same shape."""
+        self.params[name] = value
+        self.grads[name] = np.zeros_like(value)
+        return value
+
+    def children(self):
+        """(name, submodule) pairs, including modules held in lists or tuples (``layers.0`` ...)."""
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, Module):
+                        yield f"{name}.{i}", item
+
+    def named_parameters(self, prefix: str = ""):
+        """Yields (dotted name, param, grad) for this module and every submodule."""
+        for name, p in self.params.items():
+            yield prefix + name, p, self.grads[name]
+        for cname, child in self.children():
+            yield from child.named_parameters(f"{prefix}{cname}.")
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Dotted name -> parameter array (the arrays themselves, not copies)."""
+        return {n: p for n, p, _ in self.named_parameters()}
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        """Dotted name -> gradient array (the arrays themselves, not copies)."""
+        return {n: g for n, _, g in self.named_parameters()}
+
+    def num_parameters(self) -> int:
+        return sum(p.size for _, p, _ in self.named_parameters())
+
+    def zero_grad(self):
+        for _, _, g in self.named_parameters():
+            g[...] = 0
+
+    def astype(self, dtype):
+        """Casts every parameter (and gradient) in place of the dict entries; float64 for gradient checks."""
+        self.params = {k: v.astype(dtype) for k, v in self.params.items()}
+        self.grads = {k: v.astype(dtype) for k, v in self.grads.items()}
+        for _, child in self.children():
+            child.astype(dtype)
+        return self
+
+    # -- state dicts ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter by dotted name (what ``.npz`` checkpoints store)."""
+        return {n: p.copy() for n, p in self.parameters().items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]):
+        """Copies arrays into the parameters; lists every missing/unexpected key and shape mismatch."""
+        own = self.parameters()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        wrong = [f"{k}: expected {own[k].shape}, got {np.shape(state[k])}"
+                 for k in sorted(set(own) & set(state)) if own[k].shape != np.shape(state[k])]
+        if missing or unexpected or wrong:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
+                             f"unexpected keys {unexpected}, wrong shapes {wrong}")
+        for k, p in own.items():
+            p[...] = state[k]
+
+
+def check_shape(name: str, x: np.ndarray, expected: tuple):
+    """Raises ValueError unless x.shape matches ``expected`` (None matches any size).
+
+    ``expected`` is written the way the docstrings write shapes, e.g. (None, None, 16) for (B, T, 16).
+    """
+    x = np.asarray(x)
+    ok = x.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, x.shape))
+    if not ok:
+        want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        raise ValueError(f"{name}: expected shape {want}, got {x.shape}")
+    return x
+
+
+def check_float(name: str, x: np.ndarray):
+    """Raises TypeError unless x holds floating-point numbers (ints would silently truncate gradients)."""
+    if not np.issubdtype(np.asarray(x).dtype, np.floating):
+        raise TypeError(f"{name}: expected a float array, got dtype {np.asarray(x).dtype}")
+    return x
+
+
+def check_tokens(name: str, ids, vocab_size: int):
+    """Raises unless ids are integers in [0, vocab_size)."""
+    ids = np.asarray(ids)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"{name}: expected integer token ids, got dtype {ids.dtype}")
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"{name}: token ids must lie in [0, {vocab_size}), got min {ids.min()} max {ids.max()}")
+    return ids
