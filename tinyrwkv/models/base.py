@@ -1,0 +1,98 @@
+"""The interface every model of the lineage shares, so a lesson can swap one for another.
+
+Two contracts:
+
+``Trainable`` — anything ``tinyrwkv.training.train`` can fit:
+    loss, cache = model.loss(batch)      # scalar float, and whatever backward needs
+    model.loss_backward(cache)           # ADDS gradients into model.grads (zero them first)
+
+``LanguageModel(Trainable)`` — a next-token model over integer ids (RNN, LSTM, GRU, GPT, RWKV):
+    logits, cache = model.forward(ids)            # ids (B, T) int -> logits (B, T, V)
+    model.backward(dlogits, cache)                # dlogits (B, T, V); accumulates parameter grads
+    state = model.init_state(batch_size)          # what the model carries between tokens
+    logits, state = model.step(ids, state)        # ids (B,) -> logits (B, V): generation, one token at a time
+    model.state_size(context_length) -> int       # floats carried per sequence after that many tokens
+
+``batch`` for a language model is ``(inputs, targets)``, both (B, T) ints; targets equal to
+``ignore_index`` (-1) count for nothing. The loss is the mean next-token cross-entropy in nats.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..nn import Module
+from ..nn import functional as F
+
+IGNORE_INDEX = -1
+
+
+class Trainable(Module):
+    """Something with a scalar loss on a batch and a backward pass for it."""
+
+    def loss(self, batch):
+        raise NotImplementedError
+
+    def loss_backward(self, cache):
+        raise NotImplementedError
+
+
+class LanguageModel(Trainable):
+    """Next-token prediction over ids (B, T). Subclasses implement forward/backward/init_state/step."""
+
+    vocab_size: int
+
+    def forward(self, ids):
+        raise NotImplementedError
+
+    def backward(self, dlogits, cache):
+        raise NotImplementedError
+
+    def init_state(self, batch_size: int):
+        raise NotImplementedError
+
+    def step(self, ids, state):
+        raise NotImplementedError
+
+    def state_size(self, context_length: int) -> int:
+        raise NotImplementedError
+
+    # -- the loss is the same for every language model, so it lives here, once -----------------
+
+    def loss(self, batch):
+        """Mean cross-entropy of next-token prediction. batch = (inputs (B, T), targets (B, T))."""
+        inputs, targets = batch
+        logits, cache = self.forward(inputs)                      # (B, T, V)
+        B, T, V = logits.shape
+        loss, probs = F.cross_entropy(logits.reshape(B * T, V), np.asarray(targets).reshape(B * T),
+                                      ignore_index=IGNORE_INDEX)
+        return loss, (cache, probs, np.asarray(targets).reshape(B * T), (B, T, V))
+
+    def loss_backward(self, cache):
+        fwd_cache, probs, targets, shape = cache
+        dlogits = F.cross_entropy_backward(probs, targets, ignore_index=IGNORE_INDEX).reshape(shape)
+        self.backward(dlogits.astype(probs.dtype, copy=False), fwd_cache)
+
+    def generate(self, prompt_ids, max_new_tokens: int, temperature: float = 0.0, rng=None):
+        """Feeds ``prompt_ids`` (T,) through ``step`` then samples ``max_new_tokens`` ids.
+
+        temperature 0 means greedy. Returns the new ids as a list. Kept minimal on purpose: the
+        full sampler (top-k, top-p, penalties) lives in ``tinyrwkv.generation``.
+        """
+        if len(prompt_ids) == 0:
+            raise ValueError("generate: prompt_ids is empty; give at least one token")
+        if temperature < 0:
+            raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
+        rng = rng or np.random.default_rng()
+        state = self.init_state(1)
+        for t in prompt_ids:
+            logits, state = self.step(np.array([t]), state)
+        out = []
+        for _ in range(max_new_tokens):
+            if temperature == 0:
+                nxt = int(np.argmax(logits[0]))
+            else:
+                p = F.softmax(logits[0].astype(np.float64) / temperature)
+                nxt = int(rng.choice(len(p), p=p))
+            out.append(nxt)
+            logits, state = self.step(np.array([nxt]), state)
+        return out
