@@ -1,0 +1,76 @@
+"""One command regenerates every figure the README and the lessons show.
+
+    python -m tinyrwkv.figures --out figures/            # all figures, full size
+    python -m tinyrwkv.figures --fast --only gradient_flow
+
+Each entry names a module with ``make_figures(outdir, fast=False) -> dict`` (the numbers behind
+the plots); modules are imported only when their figures are made, so one missing optional
+piece does not stop the others.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import pathlib
+import sys
+import time
+
+# name -> module with make_figures(outdir, fast)
+FIGURES = {
+    "gradient_flow": "tinyrwkv.experiments.gradient_flow",     # vanishing gradients: RNN / LSTM / GRU
+    "attention_cost": "tinyrwkv.experiments.attention_cost",   # cost vs T, KV cache, attention heatmaps
+}
+
+
+def default_outdir() -> pathlib.Path:
+    """$TINYRWKV_FIGURES_DIR, else figures/ at the repository root (or the current directory)."""
+    env = os.environ.get("TINYRWKV_FIGURES_DIR")
+    if env:
+        return pathlib.Path(env)
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    return repo / "figures" if (repo / "pyproject.toml").exists() else pathlib.Path("figures")
+
+
+def make_all(outdir=None, fast=False, only=None) -> dict:
+    """Runs every figure module (or those in ``only``); returns name -> numbers (or the error)."""
+    outdir = pathlib.Path(outdir) if outdir else default_outdir()
+    outdir.mkdir(parents=True, exist_ok=True)
+    unknown = sorted(set(only or ()) - set(FIGURES))
+    if unknown:
+        raise ValueError(f"unknown figure set(s) {unknown}; choose from {sorted(FIGURES)}")
+    results = {}
+    for name, module in FIGURES.items():
+        if only and name not in only:
+            continue
+        t0 = time.perf_counter()
+        numbers = importlib.import_module(module).make_figures(outdir, fast=fast)
+        results[name] = {"seconds": round(time.perf_counter() - t0, 2), **(numbers or {})}
+        print(f"{name}: done in {results[name]['seconds']} s", flush=True)
+    return results
+
+
+def build_parser(parser=None):
+    parser = parser or argparse.ArgumentParser(prog="tinyrwkv figures", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=pathlib.Path, default=None, help="output folder (default: figures/)")
+    parser.add_argument("--fast", action="store_true", help="small sizes, for CI and quick looks")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help=f"some of: {', '.join(FIGURES)}")
+    parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the numbers here")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        results = make_all(args.out, args.fast, args.only)
+    except ValueError as e:
+        print(f"tinyrwkv figures: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
