@@ -41,6 +41,14 @@ class SGD:
                 g = self.velocity[k]
             p -= self.lr * g
 
+    def state_dict(self) -> dict:
+        """The momentum buffers by parameter name (what a checkpoint needs to resume exactly)."""
+        return {f"velocity.{k}": v for k, v in self.velocity.items()}
+
+    def load_state_dict(self, state: dict):
+        for k in self.params:
+            self.velocity[k] = np.array(state[f"velocity.{k}"])
+
 
 class Adam:
     """Adam (Kingma & Ba): per-parameter step sizes from running moments of the gradient.
