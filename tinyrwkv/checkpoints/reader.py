@@ -1,0 +1,217 @@
+"""From "whatever the user typed" to (config, float32 params): the one entry point of checkpoints/.
+
+The steps, each cheap until the last:
+
+1. resolve   repo id -> download; folder -> its weights file (safetensors preferred); file -> itself
+2. list      read headers only (safetensors JSON header / torch data.pkl) -> {name: StoredTensor}
+3. map       detect the naming (Hugging Face or BlinkDL), infer the config from the shapes,
+             check every key and shape against it (one error listing every problem)
+4. read      convert tensor by tensor straight into the final float32 arrays
+
+Steps 1-3 are also all that ``inspect_checkpoint`` (``tinyrwkv info``) does.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from . import naming, safetensors_file, torch_zip
+from .errors import CheckpointError
+from .hub import download
+from .tensors import StoredTensor, read_float32
+
+# folder -> weights file, in order of preference (safetensors needs no pickle and no torch)
+PREFERRED_FILES = ("model.safetensors.index.json", "model.safetensors",
+                   "pytorch_model.bin.index.json", "pytorch_model.bin")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".json")
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+$")
+DEFAULT_EPSILON = 1e-5
+
+
+def looks_like_repo_id(source: str) -> bool:
+    """"owner/name" without a file suffix, e.g. "RWKV/rwkv-4-169m-pile"."""
+    return bool(REPO_ID.match(source)) and not source.lower().endswith(WEIGHT_SUFFIXES)
+
+
+def weights_in_folder(folder: pathlib.Path) -> pathlib.Path:
+    """The weights file of a folder: model.safetensors(.index.json), pytorch_model.bin(.index.json),
+    else the only *.safetensors / *.pth / *.bin in it."""
+    for name in PREFERRED_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    for pattern in ("*.safetensors", "*.pth", "*.bin"):
+        found = sorted(folder.glob(pattern))
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise CheckpointError(f"{folder}: several {pattern} files ({', '.join(p.name for p in found)}) "
+                                  f"and no index; pass the file to load")
+    listing = ", ".join(sorted(p.name for p in folder.iterdir())[:20]) or "nothing"
+    raise CheckpointError(f"{folder}: no weights: expected {', '.join(PREFERRED_FILES)} or a single "
+                          f"*.safetensors / *.pth / *.bin; the folder holds {listing}")
+
+
+def resolve(source, *, revision=None, cache_dir=None, progress=True) -> pathlib.Path:
+    """The local weights file (or shard index) for a repo id, folder or file; downloads repo ids."""
+    path = pathlib.Path(source).expanduser()
+    if not path.exists():
+        if looks_like_repo_id(str(source)):
+            path = download(str(source), revision=revision, cache_dir=cache_dir, progress=progress)
+        else:
+            raise CheckpointError(f"{source}: no such file or folder (and not a Hugging Face repo id "
+                                  f"such as 'RWKV/rwkv-4-169m-pile')")
+    if path.is_dir():
+        return weights_in_folder(path)
+    return path
+
+
+def _list_file(path: pathlib.Path) -> Tuple[Dict[str, StoredTensor], str]:
+    """Headers of one weights file, whichever format it is (told by its first bytes, then its name)."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if torch_zip.looks_like_zip(path):
+        return torch_zip.list_tensors(path), "torch zip"
+    if torch_zip.looks_like_legacy_torch(path):
+        raise torch_zip.legacy_error(path)
+    if path.suffix == ".safetensors":
+        return safetensors_file.list_tensors(path), "safetensors"
+    with open(path, "rb") as f:
+        start = f.read(9)
+    if len(start) == 9 and start[8:9] == b"{":   # 8-byte length, then the JSON header
+        return safetensors_file.list_tensors(path), "safetensors"
+    raise CheckpointError(f"{path}: unrecognised file: neither a torch zip checkpoint (.bin / .pth) nor "
+                          f"safetensors (corrupt or truncated?)")
+
+
+def list_stored_tensors(weights: pathlib.Path) -> Tuple[Dict[str, StoredTensor], str]:
+    """({name in file: StoredTensor}, format) for a weights file or a shard index, headers only."""
+    if weights.name.endswith(".index.json"):
+        shards = safetensors_file.read_index(weights)
+        tensors: Dict[str, StoredTensor] = {}
+        formats = set()
+        for shard in sorted(set(shards.values())):
+            found, fmt = _list_file(shard)
+            formats.add(fmt)
+            for name, tensor in found.items():
+                if name in tensors:
+                    raise CheckpointError(f"{weights}: tensor {name!r} is in both {tensors[name].file.name} "
+                                          f"and {shard.name}")
+                tensors[name] = tensor
+        absent = [f"{name} (in {shard.name})" for name, shard in shards.items()
+                  if name not in tensors or tensors[name].file != shard]
+        if absent:
+            raise CheckpointError(f"{weights}: the index lists tensors its shards lack: {', '.join(absent)}")
+        return tensors, " + ".join(sorted(formats)) + f" ({len(set(shards.values()))} shards)"
+    return _list_file(weights)
+
+
+def _layer_norm_epsilon(weights: pathlib.Path) -> float:
+    """layer_norm_epsilon from a config.json beside the weights (HF folders), else 1e-5."""
+    config_path = weights.parent / "config.json"
+    if not config_path.is_file():
+        return DEFAULT_EPSILON
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        return float(config.get("layer_norm_epsilon", DEFAULT_EPSILON))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{config_path}: unreadable config.json ({type(e).__name__}: {e})") from None
+
+
+def _dtype_summary(tensors) -> str:
+    dtypes = sorted({t.dtype for t in tensors})
+    return dtypes[0] if len(dtypes) == 1 else "mixed(" + ",".join(dtypes) + ")"
+
+
+def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
+                    progress: bool = True) -> Tuple[dict, Dict[str, np.ndarray]]:
+    """Reads an RWKV-4 checkpoint into (config, params).
+
+    source: a Hugging Face repo id ("RWKV/rwkv-4-169m-pile"), an HF-style folder (config.json +
+        model.safetensors | pytorch_model.bin | shards with an index), a .safetensors / .bin / .pth
+        file (BlinkDL names or HF names; float32, float16 or bfloat16) or a shard index.
+    config: {"n_layer", "n_embd", "vocab_size", "ffn_dim", "layer_norm_epsilon", "source", "dtype"},
+        sizes inferred from the shapes; epsilon from config.json when present; dtype = stored dtype.
+    params: {internal name: float32 C-contiguous array}, names and shapes as in ``naming``
+        (e.g. "blocks.3.att.time_mix_k" (C,), "blocks.3.ffn.key.weight" (F, C)).
+
+    Raises CheckpointError (file, key and shape named) or UnsafeCheckpointError (malicious pickle)."""
+    weights = resolve(source, revision=revision, cache_dir=cache_dir, progress=progress)
+    tensors, _ = list_stored_tensors(weights)
+    shapes = {name: t.shape for name, t in tensors.items()}
+    file_of = {name: str(t.file) for name, t in tensors.items()}
+    file_naming = naming.detect_naming(shapes, str(weights))
+    config = naming.infer_config(shapes, file_naming, str(weights), _layer_norm_epsilon(weights))
+    table = naming.check_and_map(shapes, file_naming, config, file_of, str(weights))
+    expected = naming.expected_shapes(config)
+    config["source"] = str(source)
+    config["dtype"] = _dtype_summary(tensors[name] for name in table.values())
+
+    from tqdm.auto import tqdm
+    # read in file order, so the disk streams forward
+    order = sorted(table, key=lambda internal: (str(tensors[table[internal]].file), tensors[table[internal]].offset))
+    total_bytes = sum(tensors[table[name]].numel * tensors[table[name]].itemsize for name in order)
+    params: Dict[str, np.ndarray] = {}
+    files = {}
+    try:
+        with tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"reading {weights.name}",
+                  disable=None if progress else True) as bar:
+            for internal in order:
+                tensor = tensors[table[internal]]
+                if tensor.file not in files:
+                    files[tensor.file] = open(tensor.file, "rb", buffering=0)
+                array = read_float32(tensor, files[tensor.file])
+                params[internal] = array.reshape(expected[internal])   # (1, 1, C) -> (C,): a view, no copy
+                bar.update(tensor.numel * tensor.itemsize)
+    except OSError as e:
+        raise CheckpointError(f"{weights}: read failed: {e}") from None
+    finally:
+        for f in files.values():
+            f.close()
+    return config, {name: params[name] for name in table}   # state-dict order
+
+
+def inspect_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None) -> dict:
+    """Describes a checkpoint from its headers only (no tensor data is read).
+
+    Returns {"source", "path", "format", "naming" ("hf" | "blinkdl" | None),
+             "tensors": [{"name", "shape", "dtype", "file"}, ...] in file order,
+             "parameter_count", "stored_bytes", "dtype" (stored; "mixed(...)" if several),
+             "config" (inferred, or None), "problems" (list of str: missing / unexpected / wrong shape)}."""
+    weights = resolve(source, revision=revision, cache_dir=cache_dir)
+    tensors, fmt = list_stored_tensors(weights)
+    shapes = {name: t.shape for name, t in tensors.items()}
+    file_of = {name: str(t.file) for name, t in tensors.items()}
+    info = {
+        "source": str(source), "path": str(weights), "format": fmt, "naming": None,
+        "tensors": [{"name": t.name, "shape": t.shape, "dtype": t.dtype, "file": t.file.name}
+                    for t in sorted(tensors.values(), key=lambda t: (str(t.file), t.offset))],
+        "parameter_count": int(sum(t.numel for t in tensors.values())),
+        "stored_bytes": int(sum(t.numel * t.itemsize for t in tensors.values())),
+        "dtype": _dtype_summary(tensors.values()) if tensors else None,
+        "config": None, "problems": [],
+    }
+    try:
+        info["naming"] = naming.detect_naming(shapes, str(weights))
+        info["config"] = naming.infer_config(shapes, info["naming"], str(weights), _layer_norm_epsilon(weights))
+        info["problems"] = naming.find_problems(shapes, info["naming"], info["config"], file_of)
+    except CheckpointError as e:
+        info["problems"] = [str(e)]
+    return info
+
+
+def describe(info: dict) -> List[str]:
+    """Human-readable lines for an ``inspect_checkpoint`` result (what ``tinyrwkv info`` prints)."""
+    lines = [f"source:     {info['source']}", f"file:       {info['path']} ({info['format']})",
+             f"naming:     {info['naming'] or '?'}", f"dtype:      {info['dtype']}",
+             f"parameters: {info['parameter_count']:,} ({info['stored_bytes'] / 2**20:.1f} MiB stored, "
+             f"{info['parameter_count'] * 4 / 2**20:.1f} MiB as float32)"]
+    if info["config"]:
+        lines.append("config:     " + ", ".join(f"{k}={v}" for k, v in info["config"].items()))
+    lines += [f"problem:    {p}" for p in info["problems"]]
+    width = max((len(t["name"]) for t in info["tensors"]), default=0)
+    lines += [f"  {t['name']:<{width}}  {str(tuple(t['shape'])):<16} {t['dtype']}" for t in info["tensors"]]
+    return lines
