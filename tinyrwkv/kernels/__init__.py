@@ -1,24 +1,88 @@
-"""WKV kernels: one file per backend, all with the same signature (see ``wkv_numpy``).
+"""WKV kernels: one file per backend, all with the same functions (see ``wkv_numpy``):
+
+    y, (aa, bb, pp) = wkv_forward(w, u, k, v, state=None)      k, v, y: (B, T, C); w, u: (C,)
+    gw, gu, gk, gv = wkv_backward(w, u, k, v, gy)               gw = dL/dw; dL/dtime_decay = gw * w
+    y, (aa, bb, pp) = wkv_step(w, u, k, v, state)               k, v, y: (B, C): one decoding step
 
 ``get_wkv(name)`` picks a backend by name and imports it only then, so importing tinyrwkv
 never compiles Numba code and never touches CUDA.
 
     numpy  the readable reference (wkv_numpy.py)
-    numba  @njit on the CPU (wkv_numba.py)
-    auto   the fastest backend available here
+    numba  @njit on the CPU, parallel over (batch, channel) (wkv_numba.py)
+    cuda   numba.cuda kernels on an NVIDIA GPU, or on Numba's CUDA simulator (wkv_cuda.py)
+    auto   cuda when a real GPU is present, else numba (never the simulator: it is slow)
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 
-BACKENDS = ("numpy", "numba")
+BACKENDS = ("numpy", "numba", "cuda")
+
+NO_GPU_MESSAGE = (
+    "the 'cuda' WKV backend needs an NVIDIA GPU with a working CUDA driver, and none was found. "
+    "To run the CUDA kernels on the CPU with Numba's CUDA simulator (slow; for learning and testing), "
+    "set NUMBA_ENABLE_CUDASIM=1 before numba is first imported, e.g. `NUMBA_ENABLE_CUDASIM=1 python ...` "
+    "or os.environ['NUMBA_ENABLE_CUDASIM'] = '1' at the very top of your script or notebook. "
+    "Or pick the CPU backend: get_wkv('numba') (or 'auto')."
+)
+
+
+def cuda_simulator_on() -> bool:
+    """True when numba.cuda is Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1 when numba.cuda was imported)."""
+    from numba import cuda   # importing numba.cuda does not initialise the driver
+
+    # numba.cuda decides once, at its import, between the simulator and the real driver API.
+    return cuda.is_available.__module__.startswith("numba.cuda.simulator")
+
+
+@functools.lru_cache(maxsize=None)
+def real_gpu_present() -> bool:
+    """True when a real CUDA GPU and driver are usable (never under the simulator). Cached.
+
+    Asked only when needed: the first call loads the CUDA driver library, if any (milliseconds).
+    """
+    if cuda_simulator_on():
+        return False
+    try:
+        from numba import cuda
+        return bool(cuda.is_available())
+    except Exception:        # a broken driver install counts as "no GPU", with no crash
+        return False
+
+
+def cuda_usable() -> bool:
+    """True when get_wkv('cuda') works here: a real GPU, or the simulator."""
+    return cuda_simulator_on() or real_gpu_present()
 
 
 def get_wkv(name: str = "auto") -> ModuleType:
-    """Returns the backend module for ``name``; it has ``wkv_forward(w, u, k, v, state)``."""
+    """Returns the backend module for ``name`` ('numpy' | 'numba' | 'cuda' | 'auto').
+
+    The module has wkv_forward, wkv_backward and wkv_step (signatures in this package's docstring).
+    'cuda' without a GPU (and without the simulator) raises RuntimeError saying what to do.
+    """
     if name == "auto":
-        name = "numba"
+        name = "cuda" if real_gpu_present() else "numba"
     if name not in BACKENDS:
         raise ValueError(f"unknown WKV backend {name!r}; choose one of {', '.join(BACKENDS + ('auto',))}")
+    if name == "cuda" and not cuda_usable():
+        raise RuntimeError(NO_GPU_MESSAGE)
     return importlib.import_module(f"{__name__}.wkv_{name}")
+
+
+def available_backends() -> dict:
+    """The backends that work here, name -> one line saying what runs. 'auto' resolves to the first."""
+    import numba
+
+    found = {}
+    if real_gpu_present():
+        from numba import cuda
+        gpu = cuda.get_current_device().name
+        found["cuda"] = f"numba.cuda kernels on {gpu.decode() if isinstance(gpu, bytes) else gpu}"
+    found["numba"] = f"@njit on the CPU, {numba.get_num_threads()} threads"
+    found["numpy"] = "the NumPy reference (loops over time in Python)"
+    if "cuda" not in found and cuda_simulator_on():
+        found["cuda"] = "numba.cuda kernels on the CUDA simulator (slow: for learning and tests)"
+    return found

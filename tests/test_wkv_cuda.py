@@ -1,0 +1,225 @@
+"""numba.cuda WKV kernels against the NumPy reference.
+
+In CI these run on Numba's CUDA simulator (conftest sets NUMBA_ENABLE_CUDASIM=1), which executes
+every CUDA thread as a Python thread: about 70k thread-steps per second, so shapes stay tiny.
+With TINYRWKV_REAL_GPU=1 the same tests run on the GPU, plus the ``gpu``-marked ones at larger
+shapes. The simulator runs the kernels as Python, so it cannot catch what only the CUDA compiler
+sees: ``test_kernels_compile_for_the_real_cuda_target`` lowers them for a real GPU (no GPU needed).
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tinyrwkv.kernels import get_wkv, wkv_numpy
+
+cuda_backend = get_wkv("cuda")       # the simulator in CI; a real GPU with TINYRWKV_REAL_GPU=1
+
+TOL = {np.float32: 2e-6, np.float64: 1e-12}
+
+
+def rand_inputs(B=2, T=8, C=6, seed=0, dtype=np.float32, key_scale=1.0):
+    rng = np.random.default_rng(seed)
+    w = -np.exp(rng.normal(size=C)).astype(dtype)
+    u = rng.normal(size=C).astype(dtype)
+    k = (key_scale * rng.normal(size=(B, T, C))).astype(dtype)
+    v = rng.normal(size=(B, T, C)).astype(dtype)
+    gy = rng.normal(size=(B, T, C)).astype(dtype)
+    return w, u, k, v, gy
+
+
+def assert_close(ours, ref, tol, what):
+    err = float(np.max(np.abs(ours - ref)))
+    scale = max(1.0, float(np.max(np.abs(ref))))
+    assert ours.dtype == ref.dtype, f"{what}: dtype {ours.dtype} != {ref.dtype}"
+    assert err <= tol * scale, f"{what}: max abs diff {err:.3g} (scale {scale:.3g})"
+
+
+# threads_per_block=8 with B*C = 12 threads: two blocks, the second one partly idle (the bounds check).
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("version, chunk_len", [(1, None), (2, None), (3, 3), (3, 32)])
+def test_forward_versions_equal_numpy(version, chunk_len, dtype):
+    w, u, k, v, _ = rand_inputs(dtype=dtype, seed=version)
+    _, state = wkv_numpy.wkv_forward(w, u, k[:, :3], v[:, :3])          # a non-empty state in
+    y0, s0 = wkv_numpy.wkv_forward(w, u, k, v, state)
+    kwargs = {"chunk_len": chunk_len} if chunk_len else {}
+    y1, s1 = cuda_backend.wkv_forward(w, u, k, v, state, version=version, threads_per_block=8, **kwargs)
+    assert_close(y1, y0, TOL[dtype], "y")
+    for name, a, b in zip(("aa", "bb", "pp"), s1, s0):
+        assert_close(a, b, TOL[dtype], name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_equals_numpy(dtype):
+    w, u, k, v, gy = rand_inputs(dtype=dtype, seed=4)
+    ref = wkv_numpy.wkv_backward(w, u, k, v, gy)
+    ours = cuda_backend.wkv_backward(w, u, k, v, gy, threads_per_block=8)
+    for name, a, b in zip(("gw", "gu", "gk", "gv"), ours, ref):
+        assert_close(a, b, TOL[dtype], name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_step_equals_numpy_and_forward_with_one_token(dtype):
+    w, u, k, v, _ = rand_inputs(B=3, dtype=dtype, seed=5)
+    _, state = wkv_numpy.wkv_forward(w, u, k[:, :4], v[:, :4])
+    y0, s0 = wkv_numpy.wkv_step(w, u, k[:, 4], v[:, 4], state)
+    y1, s1 = cuda_backend.wkv_step(w, u, k[:, 4], v[:, 4], state, threads_per_block=8)
+    y2, _ = cuda_backend.wkv_forward(w, u, k[:, 4:5], v[:, 4:5], state)
+    assert_close(y1, y0, TOL[dtype], "y")
+    assert_close(y1, y2[:, 0], TOL[dtype], "y vs forward T=1")
+    for a, b in zip(s1, s0):
+        assert_close(a, b, TOL[dtype], "state")
+
+
+def test_step_from_empty_state_and_input_state_untouched():
+    w, u, k, v, _ = rand_inputs(B=1, C=4)
+    y0, _ = wkv_numpy.wkv_step(w, u, k[:, 0], v[:, 0])
+    y1, state = cuda_backend.wkv_step(w, u, k[:, 0], v[:, 0])
+    assert_close(y1, y0, 1e-6, "y")
+    before = [s.copy() for s in state]
+    cuda_backend.wkv_step(w, u, k[:, 1], v[:, 1], state)
+    cuda_backend.wkv_forward(w, u, k, v, state, version=1)
+    for a, b in zip(state, before):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_large_keys_stay_finite(version):
+    w, u, k, v, gy = rand_inputs(T=6, C=4, seed=6, key_scale=60.0)
+    k[:, ::2] = 200.0                                                # e^200 overflows float32
+    y0, _ = wkv_numpy.wkv_forward(w, u, k, v)
+    y1, s1 = cuda_backend.wkv_forward(w, u, k, v, version=version, chunk_len=2)
+    assert np.all(np.isfinite(y1)) and all(np.all(np.isfinite(s)) for s in s1)
+    assert_close(y1, y0, 1e-5, "y")
+    if version == 1:                                                 # backward once is enough
+        for a, b in zip(cuda_backend.wkv_backward(w, u, k, v, gy), wkv_numpy.wkv_backward(w, u, k, v, gy)):
+            assert np.all(np.isfinite(a))
+            assert_close(a, b, 1e-5, "grad")
+
+
+def test_bad_version_and_shapes_are_named():
+    w, u, k, v, gy = rand_inputs()
+    with pytest.raises(ValueError, match="version must be one of"):
+        cuda_backend.wkv_forward(w, u, k, v, version=7)
+    with pytest.raises(ValueError, match=r"wkv_backward: gy must be \(B, T, C\)"):
+        cuda_backend.wkv_backward(w, u, k, v, gy[:, :2])
+    with pytest.raises(ValueError, match=r"wkv_step: k and v must both be \(B, C\)"):
+        cuda_backend.wkv_step(w, u, k, v)
+
+
+def _run_without_simulator(code):
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+# The kernels as the real CUDA compiler front end sees them: typed and lowered to LLVM IR for
+# compute capability 9.0. No GPU and no CUDA toolkit are needed for this stage (only PTX
+# generation needs NVVM). The device-function helpers ask for the current device's compute
+# capability, so the script stubs that one lookup.
+LOWER_KERNELS = """
+    import json, re
+    import numba.cuda.dispatcher as dispatcher
+    from types import SimpleNamespace
+    dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=(9, 0))
+    from numba import float32, float64, int64, types
+    from numba.cuda.compiler import compile_cuda
+    from tinyrwkv.kernels import wkv_cuda as G
+
+    def signatures(f):
+        a1, a2, a3 = (types.Array(f, n, "C") for n in (1, 2, 3))
+        return {
+            "wkv_forward_v1": (a1, a1, a3, a3, a2, a2, a2, a3),
+            "wkv_forward_v2": (a1, a1, a3, a3, a2, a2, a2, a3),
+            "chunk_state_kernel": (a1, a3, a3, int64, a3, a3, a3),
+            "chunk_carry_kernel": (a1, a3, a3, a3, int64, int64, a2, a2, a2, a3, a3, a3),
+            "chunk_output_kernel": (a1, a1, a3, a3, int64, a3, a3, a3, a3),
+            "wkv_backward_v1": (a1, a1, a3, a3, a3, a3, a3, a3, a2, a2, a3, a3),
+            "wkv_step_v1": (a1, a1, a2, a2, a2, a2, a2, a2),
+        }
+
+    def llvm_ir(library):
+        return [library.get_llvm_str()] + [s for lib in getattr(library, "_linking_libraries", ())
+                                           for s in llvm_ir(lib)]
+
+    report = {}
+    for f in (float32, float64):
+        for name, sig in signatures(f).items():
+            ir = "\\n".join(llvm_ir(compile_cuda(getattr(G, name).py_func, types.void, sig, cc=(9, 0)).library))
+            # float64 arithmetic or double-precision calls (constants folded by fptrunc do not count)
+            doubles = [l for l in ir.splitlines()
+                       if re.search(r"= (fadd|fsub|fmul|fdiv|fcmp \\w+|fpext|sitofp|uitofp) .*double|call double", l)]
+            report[f"{f}:{name}"] = {"double_ops": len(doubles), "expf": "__nv_expf" in ir}
+    print(json.dumps(report))
+"""
+
+
+def test_kernels_compile_for_the_real_cuda_target():
+    import json
+
+    out = _run_without_simulator(LOWER_KERNELS)
+    if out.returncode != 0 and ("AttributeError" in out.stderr or "ImportError" in out.stderr):
+        pytest.skip(f"this Numba's CUDA compiler internals differ: {out.stderr.strip().splitlines()[-1]}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(report) == 14
+    for key, r in report.items():
+        if key.startswith("float32"):
+            assert r["double_ops"] == 0, f"{key} does float64 arithmetic: a float64 constant crept in"
+            assert r["expf"], f"{key} does not call the float32 exp"
+        else:
+            assert r["double_ops"] > 0, key           # the float64 build really is float64
+
+
+def test_importing_never_touches_cuda():
+    # Without the simulator and (here) without a GPU: importing the package and even the CUDA
+    # module must work; asking for the backend says what to do, or works when a GPU is present.
+    out = _run_without_simulator("""
+        import sys
+        import tinyrwkv, tinyrwkv.kernels
+        assert "numba.cuda" not in sys.modules, "importing tinyrwkv imported numba.cuda"
+        import tinyrwkv.kernels.wkv_cuda
+        from tinyrwkv.kernels import available_backends, get_wkv, real_gpu_present
+        gpu = real_gpu_present()
+        try:
+            get_wkv("cuda")
+            print("cuda ok", gpu, sorted(available_backends()))
+        except RuntimeError as e:
+            print("no gpu", gpu, sorted(available_backends()), str(e))
+    """)
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = out.stdout.strip()
+    if line.startswith("no gpu"):
+        assert "False" in line and "'cuda'" not in line.split("]")[0]
+        assert "NUMBA_ENABLE_CUDASIM=1" in line and "numba" in line
+    else:
+        assert line.startswith("cuda ok True") and "'cuda'" in line
+
+
+# --------------------------------------------------------------------------- real GPU only
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_real_gpu_forward_equals_numpy_at_larger_shapes(version):
+    w, u, k, v, _ = rand_inputs(B=4, T=300, C=96, seed=7)
+    _, state = wkv_numpy.wkv_forward(w, u, k[:, :20], v[:, :20])
+    y0, s0 = wkv_numpy.wkv_forward(w, u, k, v, state)
+    y1, s1 = cuda_backend.wkv_forward(w, u, k, v, state, version=version)
+    assert_close(y1, y0, 2e-5, "y")
+    for a, b in zip(s1, s0):
+        assert_close(a, b, 2e-5, "state")
+
+
+@pytest.mark.gpu
+def test_real_gpu_backward_and_step_equal_numpy_at_larger_shapes():
+    w, u, k, v, gy = rand_inputs(B=4, T=300, C=96, seed=8)
+    for a, b in zip(cuda_backend.wkv_backward(w, u, k, v, gy), wkv_numpy.wkv_backward(w, u, k, v, gy)):
+        assert_close(a, b, 2e-5, "grad")
+    _, state = wkv_numpy.wkv_forward(w, u, k, v)
+    y0, _ = wkv_numpy.wkv_step(w, u, k[:, 0], v[:, 0], state)
+    y1, _ = cuda_backend.wkv_step(w, u, k[:, 0], v[:, 0], state)
+    assert_close(y1, y0, 2e-6, "step")
