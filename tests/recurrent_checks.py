@@ -140,8 +140,10 @@ def gradcheck_language_model(lm_cls, seed=3):
     loss, cache = model.loss((inputs, targets))
     model.zero_grad()
     model.loss_backward(cache)
+    # tol 1e-5: the loss is ~2 nats, so the finite difference carries ~1e-10 of rounding, which is
+    # 1e-6 relative for the smallest (layer-0) gradients. A real backward bug gives errors ~1e-1.
     errs = gradcheck(lambda: model.loss((inputs, targets))[0], model.parameters(), model.gradients(),
-                     max_checks=10, tol=GRADCHECK_TOL)
+                     max_checks=10, tol=1e-5)
     assert "embed.weight" in errs and "head.bias" in errs and "rnn.layers.1.w_hh" in errs
 
 

@@ -16,12 +16,12 @@ hundreds of steps. (An RNN multiplies by W_hh^T diag(1 - h^2) every step instead
 
 API (the sequence machinery is shared with the RNN, see ``tinyrwkv.models.rnn``):
 
-    layer = LSTMLayer(input_size D, hidden_size H, reverse=False, rng=None, dtype=np.float32)
+    layer = LSTMLayer(input_size D, hidden_size H, reverse=False, rng=None, dtype=np.float32, forget_bias=1.0)
     y, (h_T, c_T), cache = layer.forward(x, state=(h0, c0), mask=None)   # x (B, T, D), y (B, T, H)
     dx, (dh0, dc0) = layer.backward(dy, cache, dstate=(dh_T, dc_T))      # dy may be None, dstate too
     (h, c), cache = layer.cell(x_t, (h, c));  dx_t, (dh, dc) = layer.cell_backward((dh', dc'), cache)
 
-    stack = LSTM(D, H, num_layers=2, bidirectional=False)                # torch.nn.LSTM, batch_first
+    stack = LSTM(D, H, num_layers=2, bidirectional=False, forget_bias=1.0)   # torch.nn.LSTM, batch_first
     y, states, cache = stack.forward(x, state=None, mask=None)           # states: [(h, c)] * (L*dirs)
     dx, dstates0 = stack.backward(dy, cache, dstate=None)
     stack.load_torch_state_dict(torch_lstm.state_dict())
@@ -48,6 +48,18 @@ class LSTMLayer(RecurrentLayer):
 
     n_gates = 4
     state_names = ("h", "c")
+
+    def __init__(self, input_size: int, hidden_size: int, reverse: bool = False, rng=None, dtype=np.float32,
+                 forget_bias: float = 1.0):
+        """``forget_bias`` is added to the forget gate's b_ih at initialisation (torch's init = 0.0 here).
+
+        Why 1.0: with f = sigmoid(~0) = 0.5 the cell halves every step at first and the gradient
+        along it vanishes like an RNN's; sigmoid(1) = 0.73 keeps memory alive from step one
+        (Gers et al. 2000; Jozefowicz et al. 2015; Keras' ``unit_forget_bias``). It changes only the
+        starting point, never the equations, so torch weights still copy over exactly.
+        """
+        super().__init__(input_size, hidden_size, reverse=reverse, rng=rng, dtype=dtype)
+        self.params["b_ih"][hidden_size:2 * hidden_size] += forget_bias
 
     def step(self, xw, state):
         h_prev, c_prev = state                                      # (B, H), (B, H)

@@ -219,7 +219,8 @@ class RecurrentStack(Module):
     layer_class = RNNLayer
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
-                 rng=None, dtype=np.float32):
+                 rng=None, dtype=np.float32, **layer_options):
+        """``layer_options`` go to every layer (e.g. ``forget_bias`` for the LSTM)."""
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"{type(self).__name__}: num_layers must be >= 1, got {num_layers}")
@@ -228,7 +229,7 @@ class RecurrentStack(Module):
         self.num_directions = 2 if bidirectional else 1
         self.output_size = hidden_size * self.num_directions
         self.layers = [self.layer_class(input_size if l == 0 else self.output_size, hidden_size,
-                                        reverse=(d == 1), rng=rng, dtype=dtype)
+                                        reverse=(d == 1), rng=rng, dtype=dtype, **layer_options)
                        for l in range(num_layers) for d in range(self.num_directions)]
 
     def init_state(self, batch_size: int, dtype=None) -> list:
@@ -339,13 +340,14 @@ class RecurrentLanguageModel(LanguageModel):
     stack_class = RNN
 
     def __init__(self, vocab_size: int, hidden_size: int = 128, num_layers: int = 1, embed_dim=None,
-                 rng=None, dtype=np.float32):
+                 rng=None, dtype=np.float32, **layer_options):
+        """embed_dim defaults to hidden_size; ``layer_options`` go to every recurrent layer."""
         super().__init__()
         rng = rng or np.random.default_rng()
         embed_dim = embed_dim or hidden_size
         self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
         self.embed = Embedding(vocab_size, embed_dim, rng=rng, dtype=dtype)
-        self.rnn = self.stack_class(embed_dim, hidden_size, num_layers, rng=rng, dtype=dtype)
+        self.rnn = self.stack_class(embed_dim, hidden_size, num_layers, rng=rng, dtype=dtype, **layer_options)
         self.head = Linear(hidden_size, vocab_size, rng=rng, dtype=dtype)
 
     def forward(self, ids, state=None):
