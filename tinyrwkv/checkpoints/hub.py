@@ -46,9 +46,9 @@ def download(repo_id: str, revision: Optional[str] = None, cache_dir=None, *, pr
     except Exception as e:
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
         if "RepositoryNotFound" in type(e).__name__ or "RevisionNotFound" in type(e).__name__:
-            hint = "check the repo id and revision"
+            hint = "Check the repo id and revision"
         else:
-            hint = ("are you offline? The files are not in the cache either. Download them once with "
+            hint = ("Are you offline? The files are not in the cache either. Download them once with "
                     "internet, or pass a local path instead: a folder with config.json + model.safetensors "
                     "or pytorch_model.bin, a .safetensors / .bin file, or a BlinkDL .pth")
         raise CheckpointError(f"could not download {repo_id!r}"

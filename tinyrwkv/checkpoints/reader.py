@@ -142,7 +142,7 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
     weights = resolve(source, revision=revision, cache_dir=cache_dir, progress=progress)
     tensors, _ = list_stored_tensors(weights)
     shapes = {name: t.shape for name, t in tensors.items()}
-    file_of = {name: str(t.file) for name, t in tensors.items()}
+    file_of = {name: t.file.name for name, t in tensors.items()}
     file_naming = naming.detect_naming(shapes, str(weights))
     config = naming.infer_config(shapes, file_naming, str(weights), _layer_norm_epsilon(weights))
     table = naming.check_and_map(shapes, file_naming, config, file_of, str(weights))
@@ -184,7 +184,7 @@ def inspect_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None
     weights = resolve(source, revision=revision, cache_dir=cache_dir)
     tensors, fmt = list_stored_tensors(weights)
     shapes = {name: t.shape for name, t in tensors.items()}
-    file_of = {name: str(t.file) for name, t in tensors.items()}
+    file_of = {name: t.file.name for name, t in tensors.items()}
     info = {
         "source": str(source), "path": str(weights), "format": fmt, "naming": None,
         "tensors": [{"name": t.name, "shape": t.shape, "dtype": t.dtype, "file": t.file.name}

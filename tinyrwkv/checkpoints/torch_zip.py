@@ -30,6 +30,7 @@ them and ask for a re-save.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import dataclasses
 import pathlib
@@ -128,7 +129,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.storages: Dict[str, _Storage] = {}
 
     def find_class(self, module, name):
+        # Protocol 0-2 pickles spell some Python 3 names the Python 2 way (__builtin__.eval is
+        # builtins.eval); translate like pickle itself does, so the error shows the real name.
         try:
+            module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
             return self.ALLOWED[(module, name)]
         except (KeyError, TypeError):
             raise UnsafeCheckpointError(
@@ -216,7 +221,7 @@ def list_tensors(path) -> Dict[str, StoredTensor]:
         data_offsets = {}
         for key, value in obj.items():
             if not isinstance(key, str) or not isinstance(value, _PickledTensor):
-                raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor")
+                raise CheckpointError(f"{path}: entry {key!r} holds a Python {type(value).__name__}, not a tensor")
             storage = value.storage
             member = f"{prefix}data/{storage.key}"
             info = infos.get(member)
