@@ -162,3 +162,25 @@ def step_matches_forward(lm_cls, seed=4):
         for a, b in zip(ours, theirs):
             assert np.allclose(a, b, atol=1e-6)
     return model
+
+
+def learns_char_lm(lm_cls, steps=200, seed=0):
+    """Trains on the shipped corpus; returns (val loss, unigram baseline, bigram baseline) in nats/char."""
+    from tinyrwkv.data.corpus import load_corpus
+    from tinyrwkv.training import train
+
+    corpus = load_corpus()
+    model = lm_cls(corpus.vocab.size, hidden_size=64, embed_dim=32, rng=np.random.default_rng(seed))
+    train(model, corpus.batches(batch_size=32, seq_len=32), steps, lr=0.01, seed=seed, progress=False)
+    return corpus.evaluate(model), corpus.unigram_entropy(), corpus.bigram_cross_entropy()
+
+
+def learns_copy_task(lm_cls, steps=700, seed=0):
+    """Copy 3 symbols (of 8) across a delay of 10 blanks; returns CopyTask.accuracy (symbol, sequence, chance)."""
+    from tinyrwkv.data.copy_task import CopyTask
+    from tinyrwkv.training import train
+
+    task = CopyTask(n_symbols=8, length=3, delay=10)
+    model = lm_cls(task.vocab_size, hidden_size=48, embed_dim=16, rng=np.random.default_rng(seed))
+    train(model, task.batches(32), steps, lr=0.02, seed=seed, progress=False)
+    return task.accuracy(model)

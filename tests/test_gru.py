@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 from recurrent_checks import (gradcheck_cell, gradcheck_language_model, gradcheck_layer, gradcheck_stack,
-                              step_matches_forward, torch_parity)
+                              learns_char_lm, learns_copy_task, step_matches_forward, torch_parity)
 
 from tinyrwkv.models.gru import GRU, GRULanguageModel, GRULayer
 
@@ -64,3 +64,15 @@ def test_bad_input_names_expected_shapes():
     lm = GRULanguageModel(5, hidden_size=4, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"step ids \(B,\): expected shape \(\*\), got \(1, 1\)"):
         lm.step(np.array([[1]]), lm.init_state(1))
+
+
+def test_learns_the_char_corpus():
+    """200 steps (~4 s): validation loss below the bigram baseline (~2.33 nats/char), itself below unigram (~3.07)."""
+    val, unigram, bigram = learns_char_lm(GRULanguageModel)
+    assert val < bigram < unigram, (val, bigram, unigram)
+
+
+def test_learns_the_copy_task():
+    """Recall 3 of 8 symbols after 10 blanks: > 90% of symbols right within 700 steps; chance is 12.5%."""
+    acc = learns_copy_task(GRULanguageModel)
+    assert acc["symbol"] > 0.9 and acc["chance"] == 0.125, acc

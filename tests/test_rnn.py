@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 from recurrent_checks import (gradcheck_cell, gradcheck_language_model, gradcheck_layer, gradcheck_stack,
-                              step_matches_forward, torch_parity)
+                              learns_char_lm, learns_copy_task, step_matches_forward, torch_parity)
 
 from tinyrwkv.models.rnn import RNN, RNNLanguageModel, RNNLayer
 
@@ -64,3 +64,9 @@ def test_bad_input_names_expected_shapes():
     lm = RNNLanguageModel(5, hidden_size=4, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"step ids \(B,\): expected shape \(\*\), got \(1, 1\)"):
         lm.step(np.array([[1]]), lm.init_state(1))
+
+
+def test_learns_the_char_corpus():
+    """200 steps (~4 s): validation loss below the bigram baseline (~2.33 nats/char), itself below unigram (~3.07)."""
+    val, unigram, bigram = learns_char_lm(RNNLanguageModel)
+    assert val < bigram < unigram, (val, bigram, unigram)
