@@ -200,7 +200,7 @@ def test_beam_search_beam1_is_greedy_and_wider_beams_score_higher(trained_transl
         assert b1["ids"] == greedy_ids and np.isclose(b1["logprob"], logp[i])
         # Not a theorem (the greedy path can fall out of the beam), but on these inputs it holds:
         b4 = beam_search(model, one, BOS, EOS, task.max_tgt_len, beam_size=4, alpha=0.0)
-        assert b4[0]["logprob"] >= logp[i] - 1e-9
+        assert b4[0]["logprob"] >= logp[i] - 1e-5                   # float32: K rows vs B rows round differently
         assert [h["score"] for h in b4] == sorted((h["score"] for h in b4), reverse=True)
 
 
