@@ -90,6 +90,19 @@ def test_any_other_global_is_refused(tmp_path):
         read_checkpoint(path, progress=False)
 
 
+@pytest.mark.parametrize("target", [b"ctorch\nFloatStorage\n", b"ctorch._utils\n_rebuild_tensor_v2\n"])
+def test_pickle_cannot_tamper_with_the_allowed_stand_ins(tmp_path, target):
+    """GLOBAL <allowed thing>, then BUILD with new attributes: refused, and later loads are unaffected."""
+    from tinyrwkv.checkpoints.torch_zip import RestrictedUnpickler
+    before = repr(RestrictedUnpickler.ALLOWED[("torch", "FloatStorage")])
+    # PROTO 2, GLOBAL target, EMPTY_DICT, MARK, 'dtype', 'float16', SETITEMS, BUILD, STOP
+    payload = b"\x80\x02" + target + b"}(X\x05\x00\x00\x00dtypeX\x07\x00\x00\x00float16ub."
+    path = tmp_path / "tamper.bin"
+    write_torch_like_zip(path, payload)
+    expect_error(path, "modify")
+    assert repr(RestrictedUnpickler.ALLOWED[("torch", "FloatStorage")]) == before == "_StorageType(dtype='float32')"
+
+
 # ---- corrupt and truncated files -----------------------------------------------------------------
 
 @pytest.fixture

@@ -63,14 +63,32 @@ STORAGE_DTYPES = {
 
 # ---- stand-ins for the torch objects a state-dict pickle mentions --------------------------------
 
+class _Sealed:
+    """Refuses pickle's BUILD opcode, which would otherwise overwrite an object's attributes (and the
+    allowed stand-ins are shared by every load, so one file could tamper with the next)."""
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError(f"the pickle tries to modify {type(self).__name__.lstrip('_')}")
+
+
+class _Callable(_Sealed):
+    """One of our rebuild functions, as handed to the pickle: callable, not modifiable."""
+
+    def __init__(self, function):
+        self._function = function
+
+    def __call__(self, *args):
+        return self._function(*args)
+
+
 @dataclasses.dataclass(frozen=True)
-class _StorageType:
+class _StorageType(_Sealed):
     """Stands in for ``torch.FloatStorage`` & co.: only remembers the dtype."""
     dtype: str
 
 
 @dataclasses.dataclass(frozen=True)
-class _Storage:
+class _Storage(_Sealed):
     """A storage the pickle points at: the bytes of ``data/<key>`` in the zip."""
     key: str
     dtype: str
@@ -78,7 +96,7 @@ class _Storage:
 
 
 @dataclasses.dataclass(frozen=True)
-class _PickledTensor:
+class _PickledTensor(_Sealed):
     """What ``_rebuild_tensor_v2`` would have built: a view into a storage (strides in elements)."""
     storage: _Storage
     storage_offset: int
@@ -117,9 +135,9 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     ALLOWED = {
         ("collections", "OrderedDict"): collections.OrderedDict,
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+        ("torch._utils", "_rebuild_tensor_v2"): _Callable(_rebuild_tensor_v2),
+        ("torch._utils", "_rebuild_parameter"): _Callable(_rebuild_parameter),
+        ("torch._utils", "_rebuild_parameter_with_state"): _Callable(_rebuild_parameter),
         **{("torch", name): _StorageType(dtype) for name, dtype in STORAGE_DTYPES.items()},
     }
 
