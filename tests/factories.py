@@ -13,6 +13,9 @@ so ``read_checkpoint`` must give back ``params_from_model(model)`` bit for bit.
 Configs are plain dicts with the keys read_checkpoint returns (n_layer, n_embd, vocab_size,
 ffn_dim, layer_norm_epsilon) plus context_length for transformers.
 
+transformers cannot build a 1-layer RWKV (its weight init divides by n_layer - 1): use n_layer >= 2
+with the writers, or ``torch.save(torch_state_dict(params, naming), path)`` directly.
+
 torch and transformers are imported inside the functions, so a test file can import this module
 and still skip cleanly (``pytest.importorskip("torch")``) when they are absent.
 """
