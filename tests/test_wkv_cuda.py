@@ -223,3 +223,23 @@ def test_real_gpu_backward_and_step_equal_numpy_at_larger_shapes():
     y0, _ = wkv_numpy.wkv_step(w, u, k[:, 0], v[:, 0], state)
     y1, _ = cuda_backend.wkv_step(w, u, k[:, 0], v[:, 0], state)
     assert_close(y1, y0, 2e-6, "step")
+
+
+def test_gpu_check_script_rehearses_on_the_simulator(tmp_path):
+    # scripts/gpu_check.py --tiny must run end to end before anyone spends GPU time on it.
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    out = tmp_path / "check.json"
+    gpu_check.main(["--tiny", "--out", str(out), "--only", "environment,parity,timing,launch_sweep"])
+    sections = json.loads(out.read_text())["sections"]
+    for name in ("environment", "parity", "timing", "launch_sweep"):
+        assert "error" not in sections[name], sections[name].get("traceback")
+    assert sections["parity"]["ok"] is True
+    assert sections["parity"]["forward_v3"]["y"] < 1e-5
+    assert set(sections["timing"]["1x8x8"]) >= {"forward_v1", "forward_v2", "forward_v3", "backward_v1"}
