@@ -1,0 +1,494 @@
+"""RWKV-4: a language model that trains like a Transformer and runs like an RNN.
+
+The whole model, for tokens t = 1..T (x are (B, T, C) activations, C = n_embd):
+
+    x = ln0(emb[tokens])
+    for each of the n_layer blocks:
+        x = x + TimeMix(ln1(x))          # mixes information *across time* (replaces attention)
+        x = x + ChannelMix(ln2(x))       # mixes information *across channels* (the MLP)
+    logits = head(ln_out(x))             # (B, T, V)
+
+TimeMix (``time_mix`` below), for each token t, with x_{t-1} the previous token's input
+("token shift") and mu_k, mu_v, mu_r learned per-channel mixing weights in [0, 1]:
+
+    k_t = W_k (mu_k * x_t + (1 - mu_k) * x_{t-1})
+    v_t = W_v (mu_v * x_t + (1 - mu_v) * x_{t-1})
+    r_t = W_r (mu_r * x_t + (1 - mu_r) * x_{t-1})
+    wkv_t = ( sum_{i<t} e^{-(t-1-i) w + k_i} v_i + e^{u + k_t} v_t )
+          / ( sum_{i<t} e^{-(t-1-i) w + k_i}     + e^{u + k_t}     )     (per channel)
+    out_t = W_o (sigmoid(r_t) * wkv_t)
+
+    with the decay written in the checkpoint as ``time_decay`` and used as w = -exp(time_decay) < 0
+    (so the sum above reads e^{(t-1-i) w + k_i}), and the bonus u = ``time_first``.
+
+ChannelMix (``channel_mix`` below):
+
+    k_t = W_k (mu_k * x_t + (1 - mu_k) * x_{t-1})                       (F,), F = ffn_dim = 4C
+    r_t = W_r (mu_r * x_t + (1 - mu_r) * x_{t-1})                       (C,)
+    out_t = sigmoid(r_t) * (W_v relu(k_t)^2)
+
+Two ways to run the same equations:
+
+* parallel ("GPT") mode, ``RWKV.forward(tokens)``: all T tokens at once. Every projection is one
+  (T, C) @ (C, C)^T matrix product; only the WKV sum runs over time (in a compiled kernel).
+* serial (RNN) mode, ``RWKV.step(token, state)``: one token, O(1) work and memory per token. The
+  WKV sum is carried as a running numerator ``aa``, denominator ``bb`` and max exponent ``pp``
+  (see ``tinyrwkv/kernels/wkv_numpy.py``), and token shift needs only the previous x.
+
+Both modes read and return the same ``RWKVState``, so a prompt runs in parallel mode and
+generation continues in RNN mode from where it left off.
+
+Parameters live in ONE dict of float32 arrays (``model.params``) under these names
+(C = n_embd, F = ffn_dim, V = vocab_size; matrices in torch's (out, in) layout):
+
+    emb.weight (V, C)   ln0.weight, ln0.bias (C,)
+    blocks.{i}.ln1.weight/.bias, blocks.{i}.ln2.weight/.bias (C,)
+    blocks.{i}.att.time_decay (C,)   raw: w = -exp(time_decay)
+    blocks.{i}.att.time_first (C,)   u
+    blocks.{i}.att.time_mix_k/_v/_r (C,)
+    blocks.{i}.att.key/value/receptance/output.weight (C, C)
+    blocks.{i}.ffn.time_mix_k/_r (C,)
+    blocks.{i}.ffn.key.weight (F, C)   ffn.receptance.weight (C, C)   ffn.value.weight (C, F)
+    ln_out.weight, ln_out.bias (C,)   head.weight (V, C)
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..kernels import get_wkv
+from ..nn import functional as F
+
+# The WKV state's running max starts at "minus infinity" (finite, so pp - max stays a number);
+# the same value the WKV kernels and transformers use.
+NEG_INF = -1e38
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class RWKVConfig:
+    """The sizes of an RWKV-4 model; every field can be read off the weight shapes.
+
+    n_layer: blocks; n_embd: C, the width of the residual stream; vocab_size: V;
+    ffn_dim: F, the channel-mix hidden width (4 C in the released models);
+    layer_norm_epsilon: the eps of every LayerNorm (1e-5 in the released models);
+    source, dtype: where the weights came from and how they were stored (informational).
+    """
+
+    n_layer: int
+    n_embd: int
+    vocab_size: int
+    ffn_dim: int
+    layer_norm_epsilon: float = 1e-5
+    source: str = ""
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        for name in ("n_layer", "n_embd", "vocab_size", "ffn_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"RWKVConfig: {name} must be a positive integer, got {value!r}")
+        if not self.layer_norm_epsilon > 0:
+            raise ValueError(f"RWKVConfig: layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "RWKVConfig":
+        """Builds a config from a dict (e.g. the checkpoint reader's); unknown keys are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.default is dataclasses.MISSING and f.name not in d]
+        if missing:
+            raise ValueError(f"RWKVConfig: the config dict lacks {missing}")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def from_params(cls, params: Mapping, **extra) -> "RWKVConfig":
+        """Reads n_layer, n_embd, vocab_size and ffn_dim off the shapes of ``params``."""
+        try:
+            V, C = params["emb.weight"].shape
+            ffn_dim = params["blocks.0.ffn.key.weight"].shape[0]
+        except KeyError as e:
+            raise ValueError(f"RWKVConfig.from_params: parameter {e.args[0]!r} is missing") from None
+        n_layer = 1 + max(int(k.split(".")[1]) for k in params if k.startswith("blocks."))
+        return cls(n_layer=n_layer, n_embd=C, vocab_size=V, ffn_dim=ffn_dim, **extra)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def param_shapes(config: RWKVConfig) -> dict[str, tuple]:
+    """Internal parameter name -> shape, for every parameter of a model with this config."""
+    C, F_, V = config.n_embd, config.ffn_dim, config.vocab_size
+    shapes = {"emb.weight": (V, C), "ln0.weight": (C,), "ln0.bias": (C,)}
+    for i in range(config.n_layer):
+        b = f"blocks.{i}."
+        for name in ("ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias",
+                     "att.time_decay", "att.time_first", "att.time_mix_k", "att.time_mix_v", "att.time_mix_r",
+                     "ffn.time_mix_k", "ffn.time_mix_r"):
+            shapes[b + name] = (C,)
+        for name in ("att.key.weight", "att.value.weight", "att.receptance.weight", "att.output.weight",
+                     "ffn.receptance.weight"):
+            shapes[b + name] = (C, C)
+        shapes[b + "ffn.key.weight"] = (F_, C)
+        shapes[b + "ffn.value.weight"] = (C, F_)
+    shapes.update({"ln_out.weight": (C,), "ln_out.bias": (C,), "head.weight": (V, C)})
+    return shapes
+
+
+def count_parameters(config: RWKVConfig) -> int:
+    """Number of floats in a model with this config (169M for RWKV-4 169M: 12 x 768, V 50277)."""
+    return int(sum(np.prod(s) for s in param_shapes(config).values()))
+
+
+def init_params(config: RWKVConfig, seed: int = 0, scale: float = 0.02) -> dict[str, np.ndarray]:
+    """Random float32 parameters with the real model's structure (for tests, benchmarks, training).
+
+    Matrices ~ N(0, scale); LayerNorms (1, 0); time_mix in [0, 1] rising with the channel index;
+    time_decay spread from slow to fast channels (w from -e^{-5} to -e^{3}), time_first ~ log 0.3,
+    roughly as RWKV-4's own initialisation does.
+    """
+    rng = np.random.default_rng(seed)
+    C = config.n_embd
+    ramp = np.arange(C, dtype=np.float64) / max(C - 1, 1)             # 0 .. 1 across channels
+    params = {}
+    for name, shape in param_shapes(config).items():
+        leaf = name.rsplit(".", 1)[-1]
+        if name.endswith("ln0.weight") or (name.split(".")[-2].startswith("ln") and leaf == "weight"):
+            value = np.ones(shape)
+        elif leaf == "bias":
+            value = np.zeros(shape)
+        elif leaf == "time_decay":
+            value = -5.0 + 8.0 * ramp ** 0.7 + 0.1 * rng.standard_normal(C)
+        elif leaf == "time_first":
+            value = np.log(0.3) + 0.5 * rng.standard_normal(C)
+        elif leaf.startswith("time_mix"):
+            value = np.clip(ramp ** 0.5 + 0.1 * rng.standard_normal(C), 0.0, 1.0)
+        else:
+            value = rng.standard_normal(shape, dtype=np.float32)
+            value *= np.float32(scale)
+        params[name] = value.astype(np.float32, copy=False)
+    return params
+
+
+def check_params(config: RWKVConfig, params: Mapping) -> None:
+    """Raises ValueError listing every missing key, unexpected key and wrong shape."""
+    expected = param_shapes(config)
+    missing = sorted(set(expected) - set(params))
+    unexpected = sorted(set(params) - set(expected))
+    wrong = [f"{k}: expected {expected[k]}, got {tuple(np.shape(params[k]))}"
+             for k in sorted(set(expected) & set(params)) if tuple(np.shape(params[k])) != expected[k]]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        if wrong:
+            parts.append(f"wrong shapes {wrong}")
+        raise ValueError(f"RWKV parameters do not match the config ({config.n_layer} layers, "
+                         f"n_embd {config.n_embd}, ffn_dim {config.ffn_dim}, vocab {config.vocab_size}): "
+                         + "; ".join(parts))
+
+
+class ParamScope(Mapping):
+    """A read-only window on ``params`` under a name prefix: ``ParamScope(p, "blocks.3.att.")["key.weight"]``
+    is ``p["blocks.3.att.key.weight"]``. It holds no arrays, so it always sees the current ones."""
+
+    def __init__(self, params: Mapping, prefix: str):
+        self.params, self.prefix = params, prefix
+
+    def __getitem__(self, name):
+        return self.params[self.prefix + name]
+
+    def __iter__(self):
+        n = len(self.prefix)
+        return (k[n:] for k in self.params if k.startswith(self.prefix))
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+    def __repr__(self):
+        return f"ParamScope({self.prefix!r}: {sorted(self)})"
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class RWKVState:
+    """Everything RWKV remembers about the past: five (L, B, C) float32 arrays.
+
+    For layer i and sequence b (B sequences can run side by side):
+        att_x[i, b]  the last token's ln1 output, which time-mix's token shift needs as x_{t-1}
+        aa[i, b]     WKV numerator   sum_i e^{k_i - pp} v_i  (decayed), scaled by e^-pp
+        bb[i, b]     WKV denominator sum_i e^{k_i - pp}      (decayed), scaled by e^-pp
+        pp[i, b]     the running max exponent that keeps aa and bb finite
+        ffn_x[i, b]  the last token's ln2 output, for channel-mix's token shift
+
+    The empty state (no past) is x = 0, aa = bb = 0, pp = -1e38: what zero padding gives in
+    parallel mode. The state's size does not grow with the number of tokens seen.
+    """
+
+    att_x: np.ndarray
+    aa: np.ndarray
+    bb: np.ndarray
+    pp: np.ndarray
+    ffn_x: np.ndarray
+
+    FIELDS = ("att_x", "aa", "bb", "pp", "ffn_x")
+
+    @classmethod
+    def zeros(cls, n_layer: int, n_embd: int, batch_size: int = 1) -> "RWKVState":
+        """The empty state for ``batch_size`` sequences."""
+        shape = (n_layer, batch_size, n_embd)
+        z = lambda: np.zeros(shape, np.float32)  # noqa: E731
+        return cls(att_x=z(), aa=z(), bb=z(), pp=np.full(shape, NEG_INF, np.float32), ffn_x=z())
+
+    @classmethod
+    def empty_like(cls, other: "RWKVState") -> "RWKVState":
+        return cls(*(np.empty_like(getattr(other, f)) for f in cls.FIELDS))
+
+    def __post_init__(self):
+        shape = np.shape(self.att_x)
+        for f in self.FIELDS:
+            a = getattr(self, f)
+            if np.ndim(a) != 3 or np.shape(a) != shape:
+                raise ValueError(f"RWKVState: {f} must be (n_layer, batch, n_embd) like att_x {shape}, "
+                                 f"got {np.shape(a)}")
+
+    @property
+    def n_layer(self) -> int:
+        return self.att_x.shape[0]
+
+    @property
+    def batch_size(self) -> int:
+        return self.att_x.shape[1]
+
+    @property
+    def n_embd(self) -> int:
+        return self.att_x.shape[2]
+
+    def copy(self) -> "RWKVState":
+        return RWKVState(*(getattr(self, f).copy() for f in self.FIELDS))
+
+    def save(self, path) -> None:
+        """Writes the five arrays to an .npz file."""
+        np.savez(path, **{f: getattr(self, f) for f in self.FIELDS})
+
+    @classmethod
+    def load(cls, path) -> "RWKVState":
+        """Reads a state written by ``save``; names the file and the missing array if it is not one."""
+        with np.load(path) as data:
+            missing = [f for f in cls.FIELDS if f not in data]
+            if missing:
+                raise ValueError(f"{os.fspath(path)}: not an RWKVState file, it lacks {missing}")
+            return cls(*(data[f].astype(np.float32) for f in cls.FIELDS))
+
+    @classmethod
+    def stack(cls, states) -> "RWKVState":
+        """Joins states of several sequences along the batch axis: B = sum of their batch sizes."""
+        states = list(states)
+        if not states:
+            raise ValueError("RWKVState.stack: no states given")
+        return cls(*(np.concatenate([getattr(s, f) for s in states], axis=1) for f in cls.FIELDS))
+
+    def select(self, index) -> "RWKVState":
+        """The state of sequence ``index`` (an int keeps a batch axis of 1) or of a list of them."""
+        index = [index] if np.ndim(index) == 0 else list(index)
+        return RWKVState(*(getattr(self, f)[:, index] for f in self.FIELDS))
+
+    def check(self, config: RWKVConfig, batch_size: int) -> None:
+        """Raises ValueError unless this state fits ``config`` and ``batch_size`` sequences."""
+        want = (config.n_layer, batch_size, config.n_embd)
+        if self.att_x.shape != want:
+            raise ValueError(f"state has shape (n_layer, batch, n_embd) = {self.att_x.shape}, "
+                             f"but this model and input need {want}")
+
+
+# --------------------------------------------------------------------------- the two blocks
+
+
+def token_shift(x, x_prev):
+    """x_{t-1} for every t: x (B, T, C) shifted one step right, with x_prev (B, C) in front."""
+    if x.shape[1] == 1:
+        return x_prev[:, None, :]                                    # (B, 1, C), no copy
+    return np.concatenate([x_prev[:, None, :], x[:, :-1]], axis=1)   # (B, T, C)
+
+
+def mix(x, x_shifted, mu):
+    """mu * x_t + (1 - mu) * x_{t-1}, written as x_{t-1} + mu (x_t - x_{t-1}): one multiply fewer."""
+    return x_shifted + mu * (x - x_shifted)
+
+
+def time_mix(x, x_prev, wkv_state, att, wkv):
+    """RWKV-4 TimeMix on ln1's output.
+
+    x: (B, T, C); x_prev: (B, C) the ln1 output of the token before x[:, 0];
+    wkv_state: (aa, bb, pp), each (B, C); att: the block's ``att.*`` parameters (a ParamScope);
+    wkv: a WKV backend module from ``tinyrwkv.kernels.get_wkv`` (its ``wkv_forward`` runs the
+    recurrence over T tokens, its ``wkv_step`` one token).
+    Returns (out (B, T, C), the new x_prev = x[:, -1], the new wkv_state).
+    """
+    xx = token_shift(x, x_prev)                                       # x_{t-1}: (B, T, C)
+    dx = x - xx
+    k = F.linear(xx + att["time_mix_k"] * dx, att["key.weight"])      # (B, T, C)
+    v = F.linear(xx + att["time_mix_v"] * dx, att["value.weight"])    # (B, T, C)
+    r = F.linear(xx + att["time_mix_r"] * dx, att["receptance.weight"])
+    w = -np.exp(att["time_decay"])                                    # (C,) decay per step, < 0
+    u = att["time_first"]                                             # (C,) bonus of the current token
+    if x.shape[1] == 1:      # RNN mode: a single step has no time loop worth a thread pool
+        y, wkv_state = wkv.wkv_step(w, u, k[:, 0], v[:, 0], wkv_state)
+        y = y[:, None]                                                # (B, 1, C)
+    else:
+        y, wkv_state = wkv.wkv_forward(w, u, k, v, wkv_state)         # (B, T, C)
+    out = F.linear(F.sigmoid(r) * y, att["output.weight"])            # (B, T, C)
+    return out, x[:, -1], wkv_state
+
+
+def channel_mix(x, x_prev, ffn):
+    """RWKV-4 ChannelMix on ln2's output.
+
+    x: (B, T, C); x_prev: (B, C) the ln2 output of the token before x[:, 0];
+    ffn: the block's ``ffn.*`` parameters. Returns (out (B, T, C), the new x_prev = x[:, -1]).
+    """
+    xx = token_shift(x, x_prev)                                       # (B, T, C)
+    dx = x - xx
+    k = F.linear(xx + ffn["time_mix_k"] * dx, ffn["key.weight"])      # (B, T, F)
+    r = F.linear(xx + ffn["time_mix_r"] * dx, ffn["receptance.weight"])  # (B, T, C)
+    kv = F.linear(F.squared_relu(k), ffn["value.weight"])             # (B, T, C)
+    return F.sigmoid(r) * kv, x[:, -1]
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def _check_tokens(tokens, vocab_size: int, what: str) -> np.ndarray:
+    """tokens -> int64 array; ValueError naming ``what`` when empty, not integers or out of range."""
+    if isinstance(tokens, (int, np.integer)):
+        tokens = np.array(tokens)
+    arr = np.asarray(tokens)
+    if arr.size == 0:
+        raise ValueError(f"{what} is empty: give at least one token id")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{what} must be integer token ids, got dtype {arr.dtype}")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= vocab_size:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{what}: token id {bad} is out of range [0, {vocab_size})")
+    return arr.astype(np.int64, copy=False)
+
+
+class RWKV:
+    """The RWKV-4 language model in NumPy, its WKV recurrence in a chosen kernel backend.
+
+        model = RWKV(config, params, backend="auto")   # or tinyrwkv.load(...)
+        logits, state = model.forward(tokens)           # (T,) -> (T, V); (B, T) -> (B, T, V)
+        logits, state = model.step(token, state)        # int -> (V,); (B,) -> (B, V)
+
+    ``params`` is the one dict of float32 arrays described in the module docstring; the model
+    keeps it (no copies when the arrays already are float32 and contiguous) as ``model.params``.
+    """
+
+    def __init__(self, config: RWKVConfig, params: Mapping, backend: str = "auto"):
+        if not isinstance(config, RWKVConfig):
+            config = RWKVConfig.from_dict(config)
+        check_params(config, params)
+        self.config = config
+        self.params = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}
+        self.backend = backend
+        self.wkv = get_wkv(backend)                                   # the WKV kernels' module
+        self.blocks = [(ParamScope(self.params, f"blocks.{i}.att."), ParamScope(self.params, f"blocks.{i}.ffn."))
+                       for i in range(config.n_layer)]
+
+    @classmethod
+    def random(cls, config: RWKVConfig, seed: int = 0, scale: float = 0.02, backend: str = "auto") -> "RWKV":
+        """A model with ``init_params`` weights."""
+        return cls(config, init_params(config, seed, scale), backend)
+
+    def __repr__(self):
+        c = self.config
+        return (f"RWKV(n_layer={c.n_layer}, n_embd={c.n_embd}, ffn_dim={c.ffn_dim}, vocab_size={c.vocab_size}, "
+                f"params={self.num_parameters():,}, backend={self.backend!r})")
+
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def init_state(self, batch_size: int = 1) -> RWKVState:
+        """The empty state for ``batch_size`` sequences."""
+        return RWKVState.zeros(self.config.n_layer, self.config.n_embd, batch_size)
+
+    def state_size(self, context_length: int = 0) -> int:
+        """Floats carried per sequence: 5 n_layer n_embd, whatever the context length."""
+        return 5 * self.config.n_layer * self.config.n_embd
+
+    def _state_for(self, state, batch_size):
+        if state is None:
+            return self.init_state(batch_size)
+        if not isinstance(state, RWKVState):
+            raise ValueError(f"state must be an RWKVState (or None), got {type(state).__name__}")
+        state.check(self.config, batch_size)
+        return state
+
+    # -- running -------------------------------------------------------------------------------
+
+    def _run(self, tokens, state: RWKVState, last_only: bool):
+        """The network on token ids (B, T) from ``state``. Returns (logits, new state);
+        logits (B, T, V), or (B, V) for the last position when ``last_only``."""
+        p, eps = self.params, self.config.layer_norm_epsilon
+        new = RWKVState.empty_like(state)
+        x = p["emb.weight"][tokens]                                   # (B, T, C)
+        x = F.layer_norm(x, p["ln0.weight"], p["ln0.bias"], eps)[0]
+        for i, (att, ffn) in enumerate(self.blocks):
+            b = f"blocks.{i}."
+            h = F.layer_norm(x, p[b + "ln1.weight"], p[b + "ln1.bias"], eps)[0]
+            dx, new.att_x[i], (new.aa[i], new.bb[i], new.pp[i]) = time_mix(
+                h, state.att_x[i], (state.aa[i], state.bb[i], state.pp[i]), att, self.wkv)
+            x = x + dx
+            h = F.layer_norm(x, p[b + "ln2.weight"], p[b + "ln2.bias"], eps)[0]
+            dx, new.ffn_x[i] = channel_mix(h, state.ffn_x[i], ffn)
+            x = x + dx
+        if last_only:
+            x = x[:, -1]                                              # (B, C): the head only where needed
+        x = F.layer_norm(x, p["ln_out.weight"], p["ln_out.bias"], eps)[0]
+        return F.linear(x, p["head.weight"]), new                     # (B, [T,] V)
+
+    def forward(self, tokens, state: RWKVState | None = None, full_output: bool = True):
+        """Parallel ("GPT") mode: all tokens at once, continuing from ``state``.
+
+        tokens: (T,) ints -> logits (T, V) float32, or (V,) for the last token when
+        ``full_output=False``; (B, T) -> (B, T, V) or (B, V). Also returns the state after the
+        last token (``state`` itself is not modified). ``state=None`` means no past.
+        """
+        tokens = _check_tokens(tokens, self.config.vocab_size, "tokens")
+        if tokens.ndim not in (1, 2):
+            raise ValueError(f"tokens must be (T,) or (B, T), got shape {tokens.shape}")
+        batched = tokens.ndim == 2
+        tokens2 = tokens if batched else tokens[None]                 # (B, T)
+        state = self._state_for(state, tokens2.shape[0])
+        logits, state = self._run(tokens2, state, last_only=not full_output)
+        return (logits if batched else logits[0]), state
+
+    __call__ = forward
+
+    def step(self, token, state: RWKVState | None = None):
+        """Serial (RNN) mode: one token per sequence, O(1) work, continuing from ``state``.
+
+        token: an int -> logits (V,); or (B,) ints (B sequences side by side; their matrix-vector
+        products become one matrix-matrix product) -> logits (B, V). Returns (logits, new state).
+        """
+        tokens = _check_tokens(token, self.config.vocab_size, "token")
+        if tokens.ndim > 1:
+            raise ValueError(f"token must be an int or a (B,) array, got shape {tokens.shape}")
+        batched = tokens.ndim == 1
+        tokens2 = tokens.reshape(-1, 1)                               # (B, 1)
+        state = self._state_for(state, tokens2.shape[0])
+        logits, state = self._run(tokens2, state, last_only=True)     # (B, V)
+        return (logits if batched else logits[0]), state
