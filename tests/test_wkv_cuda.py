@@ -104,6 +104,10 @@ def test_bad_version_and_shapes_are_named():
     w, u, k, v, gy = rand_inputs()
     with pytest.raises(ValueError, match="version must be one of"):
         cuda_backend.wkv_forward(w, u, k, v, version=7)
+    with pytest.raises(ValueError, match="wkv_forward: chunk_len must be a positive int, got 0"):
+        cuda_backend.wkv_forward(w, u, k, v, version=3, chunk_len=0)
+    with pytest.raises(ValueError, match=r"wkv_backward: threads_per_block must be an int in 1..1024"):
+        cuda_backend.wkv_backward(w, u, k, v, gy, threads_per_block=2048)
     with pytest.raises(ValueError, match=r"wkv_backward: gy must be \(B, T, C\)"):
         cuda_backend.wkv_backward(w, u, k, v, gy[:, :2])
     with pytest.raises(ValueError, match=r"wkv_step: k and v must both be \(B, C\)"):

@@ -133,11 +133,11 @@ def wkv_forward_v2(w, u, k, v, aa, bb, pp, y):
     for t in range(T):
         kt = k[b, t, c]
         vt = v[b, t, c]
-        q = maximum(p, uc + kt)                   # output step
+        q = maximum(p, uc + kt)               # output step
         e1 = math.exp(p - q)
         e2 = math.exp(uc + kt - q)
         y[b, t, c] = (e1 * a + e2 * vt) / (e1 * d + e2)
-        q = maximum(p + wc, kt)                   # state step
+        q = maximum(p + wc, kt)               # state step
         e1 = math.exp(p + wc - q)
         e2 = math.exp(kt - q)
         a = e1 * a + e2 * vt
@@ -261,18 +261,18 @@ def wkv_backward_v1(w, u, k, v, gy, saved_a, saved_b, saved_p, gw, gu, gk, gv):
         a = e1 * a + e2 * v[b, t, c]
         d = e1 * d + e2
         p = q
-    ga, gd = k.dtype.type(0.0), k.dtype.type(0.0)                    # dL/daa_t, dL/dbb_t after the last step
+    ga, gd = k.dtype.type(0.0), k.dtype.type(0.0)          # dL/daa_t, dL/dbb_t after the last step
     gw_bc, gu_bc = k.dtype.type(0.0), k.dtype.type(0.0)
     for t in range(T - 1, -1, -1):                         # reverse sweep: the transposed recurrence
         a, d, p = saved_a[b, t, c], saved_b[b, t, c], saved_p[b, t, c]
         kt = k[b, t, c]
         vt = v[b, t, c]
-        q = maximum(p, uc + kt)                                # the output step again
+        q = maximum(p, uc + kt)                            # the output step again
         e1 = math.exp(p - q)
         e2 = math.exp(uc + kt - q)
         den = e1 * d + e2
         yt = (e1 * a + e2 * vt) / den
-        q = maximum(p + wc, kt)                                # the state step again
+        q = maximum(p + wc, kt)                            # the state step again
         f1 = math.exp(p + wc - q)
         f2 = math.exp(kt - q)
         g = gy[b, t, c] / den
@@ -375,6 +375,13 @@ def step_on_device(w, u, k, v, aa, bb, pp, y, threads_per_block=THREADS_PER_BLOC
     wkv_step_v1[launch_config(B * C, threads_per_block)](w, u, k, v, aa, bb, pp, y)
 
 
+def _check_launch(fn, threads_per_block, chunk_len=CHUNK_LEN):
+    if not isinstance(threads_per_block, (int, np.integer)) or not 1 <= threads_per_block <= 1024:
+        raise ValueError(f"{fn}: threads_per_block must be an int in 1..1024 (CUDA's limit), got {threads_per_block!r}")
+    if not isinstance(chunk_len, (int, np.integer)) or chunk_len < 1:
+        raise ValueError(f"{fn}: chunk_len must be a positive int, got {chunk_len!r}")
+
+
 def _to_device(x, dtype):
     return cuda.to_device(np.ascontiguousarray(x, dtype))
 
@@ -393,6 +400,7 @@ def wkv_forward(w, u, k, v, state=None, version=DEFAULT_VERSION,
     B, T, C = check_wkv_inputs(w, u, k, v, state, fn="wkv_forward")
     if version not in FORWARD_VERSIONS:
         raise ValueError(f"wkv_forward: version must be one of {FORWARD_VERSIONS}, got {version!r}")
+    _check_launch("wkv_forward", threads_per_block, chunk_len)
     if k.size == 0:                                     # nothing to launch
         return wkv_numpy.wkv_forward(w, u, k, v, state)
     dt = k.dtype
@@ -410,6 +418,7 @@ def wkv_backward(w, u, k, v, gy, threads_per_block=THREADS_PER_BLOCK):
     gw is dL/dw; chain the parametrisation yourself: dL/dtime_decay = gw * w.
     """
     B, T, C = check_wkv_inputs(w, u, k, v, gy=gy, fn="wkv_backward")
+    _check_launch("wkv_backward", threads_per_block)
     if k.size == 0:
         return wkv_numpy.wkv_backward(w, u, k, v, gy)
     dt = k.dtype
@@ -424,6 +433,7 @@ def wkv_backward(w, u, k, v, gy, threads_per_block=THREADS_PER_BLOCK):
 def wkv_step(w, u, k, v, state=None, threads_per_block=THREADS_PER_BLOCK):
     """One RNN step for B sequences on the GPU: k, v (B, C) -> y (B, C) and the new state (input not modified)."""
     B, C = check_wkv_step_inputs(w, u, k, v, state)
+    _check_launch("wkv_step", threads_per_block)
     if k.size == 0:
         return wkv_numpy.wkv_step(w, u, k, v, state)
     dt = k.dtype
