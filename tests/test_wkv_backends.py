@@ -7,7 +7,7 @@ import pytest
 import tinyrwkv.kernels as kernels
 from tinyrwkv.kernels import available_backends, get_wkv, wkv_numpy
 
-ALL = ("numpy", "numba", "cuda")       # cuda runs on the simulator in CI
+ALL = ("numpy", "numba") + (("cuda",) if kernels.cuda_usable() else ())   # cuda: the simulator in CI
 
 simulator_only = pytest.mark.skipif(not kernels.cuda_simulator_on(),
                                     reason="checks the simulator set-up of CI (TINYRWKV_REAL_GPU=1 turns it off)")
