@@ -3,9 +3,9 @@
     python -m tinyrwkv.figures --out figures/            # all figures, full size
     python -m tinyrwkv.figures --fast --only gradient_flow
 
-Each entry names a module with ``make_figures(outdir, fast=False) -> dict`` (the numbers behind
-the plots); modules are imported only when their figures are made, so one missing optional
-piece does not stop the others.
+Every module in ``tinyrwkv/experiments/`` that defines ``make_figures(outdir, fast=False) -> dict``
+(the numbers behind its plots) is one figure set, named after the module; adding a module there
+adds it here. Modules are imported only when their figures are made.
 """
 from __future__ import annotations
 
@@ -14,14 +14,25 @@ import importlib
 import json
 import os
 import pathlib
+import pkgutil
 import sys
 import time
 
-# name -> module with make_figures(outdir, fast)
-FIGURES = {
-    "gradient_flow": "tinyrwkv.experiments.gradient_flow",     # vanishing gradients: RNN / LSTM / GRU
-    "attention_cost": "tinyrwkv.experiments.attention_cost",   # cost vs T, KV cache, attention heatmaps
-}
+
+
+def _discover() -> dict:
+    """name -> module path, for every experiments module whose source defines make_figures."""
+    from . import experiments
+
+    found = {}
+    for info in pkgutil.iter_modules(experiments.__path__):
+        path = pathlib.Path(experiments.__path__[0]) / f"{info.name}.py"
+        if path.exists() and "def make_figures(" in path.read_text():
+            found[info.name] = f"{experiments.__name__}.{info.name}"
+    return found
+
+
+FIGURES = _discover()
 
 
 def default_outdir() -> pathlib.Path:
