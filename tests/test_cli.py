@@ -1,0 +1,124 @@
+"""The tinyrwkv command on a tiny local checkpoint + char tokenizer: info, generate (streamed and
+batched), bench's machinery, and bad arguments: exit status 2 with one line on stderr."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinyrwkv.bench import write_checkpoints
+from tinyrwkv.cli import COMMANDS, main
+from tinyrwkv.generation import generate
+from tinyrwkv.loading import load
+from tinyrwkv.tokenizer import CharTokenizer
+
+CONFIG = dict(n_layer=2, n_embd=16, vocab_size=30, ffn_dim=64)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A folder like a hub snapshot: config.json + model.safetensors + a tokenizer."""
+    root = tmp_path_factory.mktemp("cli")
+    folder = write_checkpoints(root, CONFIG, want_pth=False, seed=3)["hf"]
+    CharTokenizer("abcdefghijklmnopqrstuvwxyz .!").save(folder / "char_tokenizer.json")   # 29 < 30 ids
+    return folder
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_usage_error(code, out, err, *fragments):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err                       # one clear line, no traceback
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_info(capsys, model_dir):
+    code, out, err = run(capsys, "info", str(model_dir))
+    assert code == 0
+    assert "n_layer=2" in out and "n_embd=16" in out and "vocab_size=30" in out and "ffn_dim=64" in out
+    assert "blocks.1.feed_forward.value.weight" in out or "blocks.1.ffn.value.weight" in out
+    code, out, _ = run(capsys, "info", str(model_dir), "--no-tensors")
+    assert code == 0 and "value.weight" not in out
+
+
+def test_generate_streams_the_same_text_as_the_library(capsys, model_dir):
+    code, out, err = run(capsys, "generate", "--model", str(model_dir), "hello", "--max-new-tokens", "12",
+                         "--temperature", "0")
+    assert code == 0, err
+    model, tok = load(model_dir, progress=False), CharTokenizer.from_json(
+        (model_dir / "char_tokenizer.json").read_text())
+    expected = generate(model, tok, "hello", max_new_tokens=12, temperature=0)
+    assert out == "hello" + expected + "\n"
+
+
+def test_generate_batch_and_sampling_options(capsys, model_dir):
+    code, out, err = run(capsys, "generate", "--model", str(model_dir / "model.safetensors"),
+                         "--tokenizer", str(model_dir / "char_tokenizer.json"), "one", "two words",
+                         "--max-new-tokens", "6", "--temperature", "0.9", "--top-p", "0.9", "--top-k", "5",
+                         "--seed", "1", "--repetition-penalty", "1.2", "--presence-penalty", "0.1")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("one") and lines[1].startswith("two words")
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["--temperature", "-1"], ["--temperature must be >= 0", "-1"]),
+    (["--top-p", "0"], ["--top-p must be in (0, 1]", "0.0"]),
+    (["--top-k", "-2"], ["--top-k must be an integer >= 0"]),
+    (["--max-new-tokens", "-5"], ["--max-new-tokens must be an integer >= 0", "-5"]),
+])
+def test_bad_sampling_parameters(capsys, model_dir, argv, fragments):
+    code, out, err = run(capsys, "generate", "--model", str(model_dir), "hi", *argv)
+    assert_usage_error(code, out, err, "tinyrwkv generate: error:", *fragments)
+
+
+def test_missing_files_and_bad_arguments(capsys, model_dir, tmp_path):
+    missing = str(tmp_path / "nope.pth")
+    assert_usage_error(*run(capsys, "generate", "--model", missing, "--tokenizer", str(model_dir), "hi"),
+                       "nope.pth")
+    assert_usage_error(*run(capsys, "generate", "--model", str(model_dir), "--tokenizer", missing, "hi"),
+                       "nope.pth")
+    assert_usage_error(*run(capsys, "info", missing), "tinyrwkv info: error:", "nope.pth")
+    assert_usage_error(*run(capsys, "generate", "--model", str(model_dir), ""), "prompt is empty")
+    assert_usage_error(*run(capsys, "generate", "--model", str(model_dir), "hi", "--backend", "tpu"),
+                       "unknown WKV backend 'tpu'")
+    # argparse's own usage errors: exit 2; its message is the last line (after the usage line)
+    for argv in ([], ["frobnicate"], ["generate", "hi"], ["generate", "--model", "x", "hi", "--top-k", "many"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and err.strip().splitlines()[-1].startswith("tinyrwkv"), err
+    assert run(capsys, "--help")[0] == 0
+
+
+def test_download_offline_is_one_line(capsys, monkeypatch, tmp_path):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(*args, **kwargs):
+        raise LocalEntryNotFoundError("cannot find the requested files in the disk cache")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    assert_usage_error(*run(capsys, "download", "RWKV/rwkv-4-169m-pile", "--cache-dir", str(tmp_path)),
+                       "tinyrwkv download: error:", "RWKV/rwkv-4-169m-pile")
+
+
+def test_registry_and_python_dash_m(model_dir):
+    assert {"generate", "download", "info", "bench"} <= set(COMMANDS)
+    proc = subprocess.run([sys.executable, "-m", "tinyrwkv.cli", "info", str(model_dir / "missing")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_bench_machinery_tiny(capsys):
+    """Not a speed test: the tiny benchmark runs its worker subprocess and prints a table."""
+    code, out, err = run(capsys, "bench", "--tiny", "--no-peers", "--rounds", "1", "--repeats", "1",
+                         "--prompt-length", "8", "--decode-tokens", "3")
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if line.startswith("tinyrwkv"))
+    decode, prompt = (float(x) for x in line.split()[-2:])
+    assert decode > 0 and prompt > 0 and np.isfinite(decode)
+    assert_usage_error(*run(capsys, "bench", "--tiny", "--repeats", "0"), "--repeats must be >= 1")

@@ -1,0 +1,208 @@
+"""The ``tinyrwkv`` command.
+
+    tinyrwkv generate --model RWKV/rwkv-4-169m-pile "Hello my name is" --max-new-tokens 10 --temperature 0
+    tinyrwkv download RWKV/rwkv-4-169m-pile
+    tinyrwkv info RWKV-4-Pile-169M-20220807-8023.pth
+    tinyrwkv bench
+
+Subcommands live in one registry, ``COMMANDS``: name -> Command(help, add_arguments, run). To add
+one (``compare``, ``figures`` ...), write ``add_arguments(parser)`` and ``run(args) -> int`` and
+call ``add_command`` (or add an entry) here; import heavy modules inside ``run``, so that
+``tinyrwkv --help`` stays instant.
+
+Errors the user can fix (a missing file, a bad sampling parameter, an unreadable checkpoint)
+end with exit status 2 and one line on stderr, like argparse's own usage errors; no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Something the user can fix; main() prints it as one line and exits with status 2."""
+
+
+@dataclass
+class Command:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: Dict[str, Command] = {}
+
+
+def add_command(name: str, help: str, add_arguments, run) -> None:
+    """Registers a subcommand (see the module docstring)."""
+    COMMANDS[name] = Command(help, add_arguments, run)
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def _generate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt", nargs="+", help="text to continue; several prompts run as one batch")
+    p.add_argument("--model", required=True,
+                   help="Hugging Face repo id, a folder (config.json + weights), .safetensors, .bin or BlinkDL .pth")
+    p.add_argument("--tokenizer", help="tokenizer.json, a folder or a repo id (default: the model's folder or repo)")
+    p.add_argument("--max-new-tokens", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0, help="0 = no limit")
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--presence-penalty", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--stop", action="append", default=None, help="stop at this string (repeatable)")
+    p.add_argument("--backend", default="auto", help="WKV kernels: auto, numba, numpy, cuda")
+    p.add_argument("--no-stream", action="store_true", help="print the text at the end instead of as it comes")
+
+
+def default_tokenizer_source(model_source: str) -> str:
+    """Where the tokenizer of ``model_source`` lives: its folder, the folder of its file, or its repo."""
+    path = pathlib.Path(model_source).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.is_file():
+        return str(path.parent)
+    return model_source                    # a repo id: load_tokenizer downloads its tokenizer.json
+
+
+def _run_generate(args) -> int:
+    from .generation import check_sampling
+    try:
+        check_sampling(args.max_new_tokens, args.temperature, args.top_p, args.top_k,
+                       args.repetition_penalty, args.presence_penalty)
+    except ValueError as e:            # "max_new_tokens must be ..." -> the option's spelling
+        msg = str(e)
+        for name in ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "presence_penalty"):
+            if msg.startswith(name):
+                msg = "--" + name.replace("_", "-") + msg[len(name):]
+        raise UsageError(msg) from None
+    if any(p == "" for p in args.prompt):
+        raise UsageError("the prompt is empty: give some text to continue")
+
+    from . import generation, loading, tokenizer
+    if args.tokenizer:
+        tok = tokenizer.load_tokenizer(args.tokenizer)
+    else:
+        try:
+            tok = tokenizer.load_tokenizer(default_tokenizer_source(args.model))
+        except tokenizer.TokenizerError as e:
+            raise UsageError(f"{e}; pass --tokenizer (e.g. a 20B_tokenizer.json)") from None
+    model = loading.load(args.model, backend=args.backend)
+    if tok.vocab_size > model.config.vocab_size:
+        raise UsageError(f"the tokenizer has {tok.vocab_size} ids but the model only {model.config.vocab_size}: "
+                         f"wrong --tokenizer?")
+    sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                    top_k=args.top_k, repetition_penalty=args.repetition_penalty,
+                    presence_penalty=args.presence_penalty, seed=args.seed, stop=args.stop)
+    if len(args.prompt) == 1 and not args.no_stream:
+        sys.stdout.write(args.prompt[0])
+        sys.stdout.flush()
+        generation.generate(model, tok, args.prompt[0], stream=True, **sampling)
+        sys.stdout.write("\n")
+    else:
+        texts = generation.generate(model, tok, list(args.prompt), **sampling)
+        for prompt, text in zip(args.prompt, texts):
+            sys.stdout.write(prompt + text + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+# --------------------------------------------------------------------------- download, info
+
+
+def _download_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("repo", help="Hugging Face repo id, e.g. RWKV/rwkv-4-169m-pile")
+    p.add_argument("--revision", default=None)
+    p.add_argument("--cache-dir", default=None, help="default: the Hugging Face cache (~/.cache/huggingface)")
+
+
+def _run_download(args) -> int:
+    from .checkpoints import download
+    folder = download(args.repo, revision=args.revision, cache_dir=args.cache_dir)
+    print(folder)
+    return 0
+
+
+def _info_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="repo id, folder, .safetensors, .bin or .pth")
+    p.add_argument("--no-tensors", action="store_true", help="only the summary, not every tensor")
+
+
+def _run_info(args) -> int:
+    from .checkpoints import describe, inspect_checkpoint
+    info = inspect_checkpoint(args.source)
+    lines = describe(info)
+    if args.no_tensors:
+        lines = [line for line in lines if not line.startswith("  ")]
+    print("\n".join(lines))
+    return 1 if info["problems"] else 0
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    from .bench import add_arguments
+    add_arguments(p)
+
+
+def _run_bench(args) -> int:
+    from .bench import run_from_args
+    return run_from_args(args)
+
+
+add_command("generate", "continue a prompt with an RWKV-4 checkpoint", _generate_arguments, _run_generate)
+add_command("download", "download a checkpoint from the Hugging Face Hub into the cache",
+            _download_arguments, _run_download)
+add_command("info", "shapes, parameter count, dtype and inferred config of a checkpoint", _info_arguments, _run_info)
+add_command("bench", "decode and prompt speed at 169M shapes, beside the rwkv package and transformers",
+            _bench_arguments, _run_bench)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinyrwkv", description="RWKV-4 in NumPy + Numba: run, inspect, measure.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def _user_errors():
+    """The exception types that mean "fix your input", not "tinyrwkv has a bug"."""
+    from .checkpoints import CheckpointError
+    return (UsageError, CheckpointError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError)
+
+
+def main(argv: Optional[list] = None) -> int:
+    """Entry point of the ``tinyrwkv`` console script; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:                      # argparse: --help (0) or a usage error (2)
+        return int(e.code or 0)
+    try:
+        return int(COMMANDS[args.command].run(args) or 0)
+    except _user_errors() as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"tinyrwkv {args.command}: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:                      # e.g. `tinyrwkv generate ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
