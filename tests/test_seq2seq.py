@@ -170,9 +170,10 @@ def trained_gnmt():
 @pytest.mark.slow
 def test_gnmt_learns_dates(trained_gnmt):
     task, model, pairs, before, after, history = trained_gnmt
-    # Baseline: untrained, no date is right. After 300 steps (seed 0) it gets ~100%; demand 80%.
+    # Baseline: untrained, no date is right. After 300 steps seed 0 gets 100% of 200 held-out
+    # dates exact; demand 90%.
     assert before["exact_match"] == 0.0
-    assert after["exact_match"] > 0.8, after
+    assert after["exact_match"] > 0.9, after
     assert np.mean(history.losses[-20:]) < 0.1 * np.mean(history.losses[:20])
 
 

@@ -182,9 +182,10 @@ def trained_translator():
 @pytest.mark.slow
 def test_encoder_decoder_learns_dates(trained_translator):
     task, model, pairs, before, after, history = trained_translator
-    # Baseline: the untrained model gets no date right; after 250 steps most dates are exact.
+    # Baseline: the untrained model gets no date right. After 250 steps seed 0 gets 92% exact
+    # (98.7% of characters) on 200 held-out dates; demand 75%.
     assert before["exact_match"] == 0.0
-    assert after["exact_match"] > 0.6, after
+    assert after["exact_match"] > 0.75, after
     assert np.mean(history.losses[-20:]) < 0.25 * np.mean(history.losses[:20])
 
 
@@ -204,28 +205,17 @@ def test_beam_search_beam1_is_greedy_and_wider_beams_score_higher(trained_transl
         assert [h["score"] for h in b4] == sorted((h["score"] for h in b4), reverse=True)
 
 
-def date_corpus(rng, n_lines):
-    """Generated char-LM text: 'source = target' date lines (no download; the structure is learnable)."""
-    task = DateTask()
-    return "".join(f"{s} = {t}\n" for s, t in (task.sample(rng) for _ in range(n_lines)))
-
-
-def test_gpt_char_lm_beats_unigram_baseline():
-    text = date_corpus(np.random.default_rng(0), 3000)
-    chars = sorted(set(text))
-    data = np.array([chars.index(c) for c in text])
-    counts = np.bincount(data, minlength=len(chars)) / len(data)
-    unigram = float(-np.sum(counts * np.log(counts)))             # best loss without context, ~2.9 nats
-
-    def batches(rng, step):
-        starts = rng.integers(0, len(data) - 33, size=16)
-        window = np.stack([data[s:s + 33] for s in starts])
-        return window[:, :-1], window[:, 1:]
-
-    model = GPT(len(chars), dim=32, n_heads=4, n_layers=2, rng=np.random.default_rng(0))
-    history = train(model, batches, 150, lr=3e-3, seed=0, progress=False)
-    final = float(np.mean(history.losses[-10:]))
-    assert final < 0.75 * unigram, (final, unigram)
+@pytest.mark.slow
+def test_gpt_char_lm_beats_the_bigram_baseline():
+    """The shipped char corpus, as the RNN/LSTM/GRU tests use: 300 steps (~7 s of CPU) bring the
+    validation loss below the bigram baseline (~2.33 nats/char; unigram ~3.07); seed 0 gets ~2.13."""
+    from tinyrwkv.data.corpus import load_corpus
+    corpus = load_corpus()
+    model = GPT(len(corpus.vocab), dim=32, n_heads=4, n_layers=2, rng=np.random.default_rng(0))
+    before = corpus.evaluate(model)
+    train(model, corpus.batches(16, 64), 300, lr=5e-3, seed=0, progress=False)
+    val, bigram, unigram = corpus.evaluate(model), corpus.bigram_cross_entropy(), corpus.unigram_entropy()
+    assert val < bigram < unigram < before, (val, bigram, unigram, before)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -252,3 +242,13 @@ def test_bad_inputs_name_the_expected_shape():
         tf.forward(src[:1], tgt_in)
     with pytest.raises(ValueError, match="even"):
         sinusoidal_positions(4, 7)
+
+
+def test_attention_cost_experiment_smoke(tmp_path):
+    """The cost figure's pipeline at tiny sizes (the numbers themselves belong to the figures command)."""
+    from tinyrwkv.experiments.attention_cost import measure_cost, plot_cost
+    cost = measure_cost([4, 8], repeats=1)
+    assert cost["gpt_kv_cache"]["carried_floats"] == [2 * 2 * 4 * 64, 2 * 2 * 8 * 64]
+    assert all(ms > 0 for ms in cost["gpt_no_cache"]["ms_per_token"])
+    plot_cost(cost, tmp_path / "cost.png")
+    assert (tmp_path / "cost.png").stat().st_size > 10_000
