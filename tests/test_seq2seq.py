@@ -125,7 +125,8 @@ def test_gnmt_gradcheck_float64_with_padding_and_residuals():
     model.zero_grad()
     _, cache = model.loss(batch)
     model.loss_backward(cache)
-    errs = gradcheck(lambda: model.loss(batch)[0], model.parameters(), model.gradients(), eps=1e-5, max_checks=6, tol=1e-6)
+    errs = gradcheck(lambda: model.loss(batch)[0], model.parameters(), model.gradients(),
+                     eps=1e-5, max_checks=6, tol=1e-6)
     assert len(errs) == len(model.parameters())
     assert np.all(model.gradients()["src_embed.weight"][PAD] == 0)   # PAD source tokens influence nothing
 

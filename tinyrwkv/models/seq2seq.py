@@ -180,7 +180,8 @@ class GNMT(Trainable):
         """src (B, S), tgt_in (B, T) ids -> (logits (B, T, V), attention weights (B, T, S), cache)."""
         tgt_in = check_ids("GNMT tgt_in", tgt_in, self.tgt_vocab_size)
         if np.shape(src)[:1] != tgt_in.shape[:1]:
-            raise ValueError(f"GNMT: src (B, S) and tgt_in (B, T) need the same B, got {np.shape(src)} and {tgt_in.shape}")
+            raise ValueError(f"GNMT: src (B, S) and tgt_in (B, T) need the same B, "
+                             f"got {np.shape(src)} and {tgt_in.shape}")
         memory, mask, enc_cache = self.encode(src)
         e, embed_cache = self.tgt_embed.forward(tgt_in)                # (B, T, E)
         # Right padding needs no decoder mask: PAD steps come after every real one, so they change

@@ -285,8 +285,10 @@ class Transformer(Trainable):
         self.src_vocab_size, self.tgt_vocab_size, self.dim, self.pad_id = src_vocab_size, tgt_vocab_size, dim, pad_id
         self.src_embed = Embedding(src_vocab_size, dim, rng=rng, dtype=dtype)
         self.tgt_embed = Embedding(tgt_vocab_size, dim, rng=rng, dtype=dtype)
-        self.encoder_layers = [EncoderLayer(dim, n_heads, ffn_dim, rng=rng, dtype=dtype) for _ in range(n_encoder_layers)]
-        self.decoder_layers = [DecoderLayer(dim, n_heads, ffn_dim, rng=rng, dtype=dtype) for _ in range(n_decoder_layers)]
+        self.encoder_layers = [EncoderLayer(dim, n_heads, ffn_dim, rng=rng, dtype=dtype)
+                               for _ in range(n_encoder_layers)]
+        self.decoder_layers = [DecoderLayer(dim, n_heads, ffn_dim, rng=rng, dtype=dtype)
+                               for _ in range(n_decoder_layers)]
         self.head = Linear(dim, tgt_vocab_size, rng=rng, dtype=dtype)
 
     # -- training --------------------------------------------------------------------------
