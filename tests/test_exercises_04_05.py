@@ -99,3 +99,94 @@ def test_beam_expand_catches_mistakes():
     fails_with(check.beam_expand, no_prefix, "plus")
     fails_with(check.beam_expand, worst_first, "totals is wrong")
     fails_with(check.beam_expand, swapped_indices, "unravel")
+
+
+# --------------------------------------------------------------------------- lesson 05
+
+
+def attention(q, k, v, allowed, scale, axis=-1):
+    w = softmax(np.where(allowed, q @ k.T * scale, -np.inf), axis=axis)
+    return w @ v, w
+
+
+def test_causal_attention_catches_mistakes():
+    def tril(T):
+        return np.tril(np.ones((T, T), bool))
+
+    fails_with(check.causal_attention, lambda q, k, v: attention(q, k, v, tril(len(q)), 1.0), "sqrt(d)")
+    fails_with(check.causal_attention, lambda q, k, v: attention(q, k, v, tril(len(q)), 1 / q.shape[1]), "not by d")
+    fails_with(check.causal_attention, lambda q, k, v: attention(q, k, v, tril(len(q)).T, q.shape[1] ** -0.5),
+               "upside down")
+    fails_with(check.causal_attention, lambda q, k, v: attention(q, k, v, np.ones((len(q),) * 2, bool), q.shape[1] ** -0.5),
+               "no mask")
+    fails_with(check.causal_attention, lambda q, k, v: attention(q, k, v, tril(len(q)), q.shape[1] ** -0.5, axis=0),
+               "over the keys")
+
+    def y_from_keys(q, k, v):
+        _, w = attention(q, k, v, tril(len(q)), q.shape[1] ** -0.5)
+        return w @ k[:, :v.shape[1]], w
+
+    fails_with(check.causal_attention, y_from_keys, "y is weights @ v")
+
+
+def pe_with(first, second, exponent=lambda i2, C: i2 / C, interleave=True):
+    def fn(T, C):
+        p = np.arange(T)[:, None]
+        angle = p / 10000.0 ** exponent(np.arange(0, C, 2), C)
+        if not interleave:
+            return np.concatenate([first(angle), second(angle)], axis=1)
+        pe = np.zeros((T, C))
+        pe[:, 0::2], pe[:, 1::2] = first(angle), second(angle)
+        return pe
+    return fn
+
+
+def test_sinusoidal_encoding_catches_mistakes():
+    assert check.sinusoidal_encoding(pe_with(np.sin, np.cos), verbose=False).ok
+    fails_with(check.sinusoidal_encoding, pe_with(np.cos, np.sin), "swapped")
+    fails_with(check.sinusoidal_encoding, pe_with(np.sin, np.cos, interleave=False), "interleave")
+    fails_with(check.sinusoidal_encoding, pe_with(np.sin, np.cos, exponent=lambda i2, C: (i2 // 2) / C), "2i / c")
+    fails_with(check.sinusoidal_encoding, pe_with(np.sin, np.cos, exponent=lambda i2, C: -i2 / C), "not p *")
+    fails_with(check.sinusoidal_encoding, lambda T, C: pe_with(np.sin, np.cos)(T, C)[:, :C // 2], "shape")
+
+
+def test_kv_cache_step_catches_mistakes():
+    def step(scale=None, append_first=True, keep=True):
+        def fn(q, k, v, cache_k, cache_v):
+            new_k = np.concatenate([cache_k, k[None]])
+            new_v = np.concatenate([cache_v, v[None]])
+            keys, values = (new_k, new_v) if append_first else (cache_k, cache_v)
+            s = keys @ q * (q.shape[0] ** -0.5 if scale is None else scale)
+            w = softmax(s) if len(s) else s
+            return w @ values, (new_k if keep else cache_k), (new_v if keep else cache_v)
+        return fn
+
+    assert check.kv_cache_step(step(), verbose=False).ok
+    fails_with(check.kv_cache_step, step(scale=1.0), "sqrt(d)")
+    with np.errstate(invalid="ignore"):
+        fails_with(check.kv_cache_step, step(append_first=False), "before attending")
+    fails_with(check.kv_cache_step, step(keep=False), "cache_k after token 0", "shape (1, 4)")
+
+    def reversed_cache(q, k, v, cache_k, cache_v):
+        y, ck, cv = step()(q, k, v, cache_k, cache_v)
+        return y, np.concatenate([k[None], cache_k]), np.concatenate([v[None], cache_v])
+
+    fails_with(check.kv_cache_step, reversed_cache, "in order")
+
+
+def test_split_heads_catches_mistakes():
+    def plain_reshape(x, H):
+        B, T, E = x.shape
+        return x.reshape(B, H, T, E // H)
+
+    def no_transpose(x, H):
+        B, T, E = x.shape
+        return x.reshape(B, T, H, E // H)
+
+    def strided(x, H):
+        B, T, E = x.shape
+        return x.reshape(B, T, E // H, H).transpose(0, 3, 1, 2)
+
+    fails_with(check.split_heads, plain_reshape, "plain reshape")
+    fails_with(check.split_heads, no_transpose, "transpose(0, 2, 1, 3)")
+    fails_with(check.split_heads, strided, "contiguous block")
