@@ -7,6 +7,12 @@ to run the kernels on a real GPU instead (then the tests marked ``gpu`` run too)
 import os
 import pathlib
 
+# Tests run many small matrix products (one per time step). OpenBLAS's spinning threads made them
+# 10-45x slower on a busy 2-core machine, so tests (and the notebook kernels they start, which
+# inherit this environment) use one BLAS thread. Set before numpy is first imported.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 if os.environ.get("TINYRWKV_REAL_GPU") != "1":
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 

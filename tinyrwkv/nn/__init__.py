@@ -5,8 +5,9 @@ module      Module: parameters + gradients by dotted name, state dicts, shape ch
 layers      Linear, Embedding, LayerNorm
 optim       SGD, Adam, clip_grad_norm
 gradcheck   finite-difference gradients in float64
+attention   scaled dot-product and multi-head attention, masks
 """
-from . import functional  # noqa: F401
+from . import attention, functional  # noqa: F401
 from .gradcheck import gradcheck, numerical_gradient, relative_error  # noqa: F401
 from .layers import Embedding, LayerNorm, Linear  # noqa: F401
 from .module import Module, check_float, check_shape, check_tokens  # noqa: F401
