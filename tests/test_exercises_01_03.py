@@ -139,3 +139,58 @@ def test_jacobian_reference_is_the_explicit_product():
     y, _, _ = layer.forward(x)
     np.testing.assert_allclose(reference_jacobian_norms(layer, x),
                                jacobian_norms_with(right_jacobian)(layer.params["w_hh"], y[0]), rtol=1e-10)
+
+
+# =========================================================================== lesson 02: the LSTM
+
+S02 = load_solutions("02_lstm")
+
+
+def lstm_cell_with(order="ifgo", tanh_on_c=True, use_i=True, use_f=True, biases=("b_ih", "b_hh")):
+    """The LSTM step with one mistake."""
+    def cell(x, h_prev, c_prev, w_ih, w_hh, b_ih, b_hh):
+        b = {"b_ih": b_ih, "b_hh": b_hh}
+        pre = x @ w_ih.T + h_prev @ w_hh.T + sum(b[k] for k in biases)
+        H = h_prev.shape[1]
+        block = {name: pre[:, k * H:(k + 1) * H] for k, name in enumerate(order)}
+        i, f, o = (S02.sigmoid(block[n]) for n in "ifo")
+        g = np.tanh(block["g"])
+        c = (f if use_f else 1) * c_prev + (i if use_i else 1) * g
+        return o * (np.tanh(c) if tanh_on_c else c), c
+    return cell
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (lstm_cell_with(order="ifog"), "torch's order i, f, g, o"),
+    (lstm_cell_with(order="figo"), "torch's order i, f, g, o"),
+    (lstm_cell_with(tanh_on_c=False), "o * tanh(c)"),
+    (lstm_cell_with(use_i=False), "input gate"),
+    (lstm_cell_with(use_f=False), "forget gate"),
+    (lstm_cell_with(biases=("b_ih",)), "c is wrong"),
+    (lambda *args: S02.lstm_cell(*args)[0], "tuple of 2"),
+])
+def test_lstm_cell_catches(mistake, hint):
+    fails_with(check.lstm_cell(mistake, verbose=False), hint)
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (lambda dh, dc, f, o, c: dc * f, "reaches the loss twice"),
+    (lambda dh, dc, f, o, c: (dc + dh * o) * f, "tanh's derivative"),
+    (lambda dh, dc, f, o, c: (dc + dh * (1 - np.tanh(c) ** 2)) * f, "output gate"),
+    (lambda dh, dc, f, o, c: dc + dh * o * (1 - np.tanh(c) ** 2), "multiplies by f"),
+    (lambda dh, dc, f, o, c: (dc + dh * o * (1 - c ** 2)) * f, "not 1 - c**2"),
+    (lambda dh, dc, f, o, c: ((dc + dh * o * (1 - np.tanh(c) ** 2)) * f).sum(0), "should have shape (3, 5)"),
+])
+def test_lstm_dc_prev_catches(mistake, hint):
+    fails_with(check.lstm_dc_prev(mistake, verbose=False), hint)
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (lambda D, H, L: L * (4 * H * (D + H) + 4 * H), "two bias vectors"),
+    (lambda D, H, L: L * (H * (D + H) + 2 * H), "4 gates"),
+    (lambda D, H, L: L * (4 * H * (D + H) + 8 * H), "input size is h, not d"),
+    (lambda D, H, L: 4 * H * (D + H) + 8 * H, "expected"),                      # ignores num_layers
+    (lambda D, H, L: S02.lstm_num_params(D, H, L) + 0.5, "whole number"),
+])
+def test_lstm_num_params_catches(mistake, hint):
+    fails_with(check.lstm_num_params(mistake, verbose=False), hint)

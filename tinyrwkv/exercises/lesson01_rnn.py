@@ -25,11 +25,15 @@ def _matches(got, want, atol=1e-6, rtol=1e-5) -> bool:
 
 
 def _diagnose(what, got, want, mistakes: dict, atol=1e-6, rtol=1e-5):
-    """expect_close, but first: if ``got`` equals a known wrong answer, say which mistake it is."""
+    """expect_close, but first: if ``got`` equals a known wrong answer, say which mistake it is.
+
+    mistakes: message -> the wrong answer, or a list of wrong answers that share the message.
+    """
     if not _matches(got, want, atol, rtol):
         for message, wrong in mistakes.items():
-            if _matches(got, wrong, atol, rtol):
-                raise CheckFailed(f"{what} is wrong: {message}")
+            for candidate in (wrong if isinstance(wrong, list) else [wrong]):
+                if _matches(got, candidate, atol, rtol):
+                    raise CheckFailed(f"{what} is wrong: {message}")
     expect_close(what, got, want, atol=atol, rtol=rtol)
 
 
