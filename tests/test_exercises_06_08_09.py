@@ -1,0 +1,104 @@
+"""The checks of lessons 06 (attention to RWKV), 08 (kernels) and 09 (cost and memory) catch plausible
+mistakes, and say which.
+
+``tests/test_exercises.py`` proves that solutions pass and blanks fail; here each exercise gets
+wrong answers a learner might write (no bonus u, an off-by-one distance, the bonus in the state,
+a shift the wrong way, ReLU instead of squared ReLU, a floor instead of a ceiling, keys without
+values in the KV cache ...), and the check must fail with a message that points at the mistake.
+"""
+import numpy as np
+
+from tinyrwkv.exercises import check
+
+
+def fails_with(check_fn, fn, *needles):
+    result = check_fn(fn, verbose=False)
+    assert not result.ok, f"{result.name} accepted a wrong answer"
+    for needle in needles:
+        assert needle.lower() in result.message.lower(), f"{result.name}: {needle!r} not in {result.message!r}"
+    return result
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# --------------------------------------------------------------------------- lesson 06
+
+
+def wkv_variant(distance_offset=1, bonus=True, normalise=True, sign=1.0):
+    def fn(w, u, k, v):
+        y = np.empty(len(k))
+        for t in range(len(k)):
+            i = np.arange(t)
+            past = np.exp((t - distance_offset - i) * sign * w + k[:t])
+            now = np.exp((u if bonus else 0.0) + k[t])
+            num = past @ v[:t] + now * v[t]
+            y[t] = num / (past.sum() + now) if normalise else num
+        return y
+    return fn
+
+
+def test_wkv_one_channel_catches_mistakes():
+    assert check.wkv_one_channel(wkv_variant(), verbose=False).ok
+    fails_with(check.wkv_one_channel, wkv_variant(bonus=False), "bonus u")
+    fails_with(check.wkv_one_channel, wkv_variant(distance_offset=0), "(t-1-i)")
+    fails_with(check.wkv_one_channel, wkv_variant(normalise=False), "denominator")
+    fails_with(check.wkv_one_channel, wkv_variant(sign=-1.0), "already negative")
+    fails_with(check.wkv_one_channel, lambda w, u, k, v: wkv_variant()(w, u, k, v)[:-1], "shape")
+
+
+def stable_step_variant(bonus_in_state=False, decay=True, output_after_update=False, stable=True):
+    def fn(w, u, k, v, aa, bb, pp):
+        if not stable:                                   # the textbook recurrence, no running max
+            a, b = aa * np.exp(pp), bb * np.exp(pp)
+            y = (a + np.exp(u + k) * v) / (b + np.exp(u + k))
+            return y, np.exp(w) * a + np.exp(k) * v, np.exp(w) * b + np.exp(k), np.zeros_like(pp)
+        ww = pp + (w if decay else 0)
+        kk = k + (u if bonus_in_state else 0)
+        p = np.maximum(ww, kk)
+        e1, e2 = np.exp(ww - p), np.exp(kk - p)
+        new = (e1 * aa + e2 * v, e1 * bb + e2, p)
+        if output_after_update:
+            return (new[0] / new[1],) + new
+        q = np.maximum(pp, u + k)
+        f1, f2 = np.exp(pp - q), np.exp(u + k - q)
+        return ((f1 * aa + f2 * v) / (f1 * bb + f2),) + new
+    return fn
+
+
+def test_wkv_stable_step_catches_mistakes():
+    assert check.wkv_stable_step(stable_step_variant(), verbose=False).ok
+    with np.errstate(over="ignore", invalid="ignore"):
+        fails_with(check.wkv_stable_step, stable_step_variant(stable=False), "overflow", "max")
+    fails_with(check.wkv_stable_step, stable_step_variant(bonus_in_state=True), "bonus u is for the output only")
+    fails_with(check.wkv_stable_step, stable_step_variant(decay=False), "decay")
+    fails_with(check.wkv_stable_step, stable_step_variant(output_after_update=True), "compute y first")
+    fails_with(check.wkv_stable_step, lambda *a: stable_step_variant()(*a)[:3], "tuple")
+
+
+def test_rwkv_token_shift_catches_mistakes():
+    fails_with(check.rwkv_token_shift, lambda x, xp: np.concatenate([np.zeros_like(xp)[:, None], x[:, :-1]], 1),
+               "not zeros")
+    fails_with(check.rwkv_token_shift, lambda x, xp: np.concatenate([x[:, 1:], xp[:, None]], 1), "wrong way")
+    fails_with(check.rwkv_token_shift, lambda x, xp: np.roll(x, 1, axis=1), "np.roll")
+    fails_with(check.rwkv_token_shift, lambda x, xp: x, "nothing was shifted")
+    fails_with(check.rwkv_token_shift, lambda x, xp: np.concatenate([xp[:, None], x], 1), "shape")
+
+
+def channel_mix_variant(act=lambda z: np.maximum(z, 0) ** 2, gate=sigmoid, swap_mu=False, shift=True):
+    def fn(x, x_prev, mu_k, mu_r, W_k, W_r, W_v):
+        xx = np.concatenate([x_prev[None], x[:-1]], 0) if shift else x
+        a, b = (xx, x) if swap_mu else (x, xx)
+        xk, xr = mu_k * a + (1 - mu_k) * b, mu_r * a + (1 - mu_r) * b
+        return gate(xr @ W_r.T) * (act(xk @ W_k.T) @ W_v.T)
+    return fn
+
+
+def test_rwkv_channel_mix_catches_mistakes():
+    assert check.rwkv_channel_mix(channel_mix_variant(), verbose=False).ok
+    fails_with(check.rwkv_channel_mix, channel_mix_variant(act=lambda z: np.maximum(z, 0)), "squared")
+    fails_with(check.rwkv_channel_mix, channel_mix_variant(gate=lambda r: 1.0), "receptance")
+    fails_with(check.rwkv_channel_mix, channel_mix_variant(swap_mu=True), "other way round")
+    fails_with(check.rwkv_channel_mix, channel_mix_variant(shift=False), "no token shift")
+    fails_with(check.rwkv_channel_mix, channel_mix_variant(act=np.tanh), "is wrong")
