@@ -194,3 +194,89 @@ def test_lstm_dc_prev_catches(mistake, hint):
 ])
 def test_lstm_num_params_catches(mistake, hint):
     fails_with(check.lstm_num_params(mistake, verbose=False), hint)
+
+
+# =========================================================================== lesson 03: the GRU
+
+S03 = load_solutions("03_gru")
+
+
+def gru_cell_with(**mistake):
+    from tinyrwkv.exercises.lesson03_gru import _gru_variant
+
+    return lambda x, h_prev, w_ih, w_hh, b_ih, b_hh: _gru_variant(x, h_prev, w_ih, w_hh, b_ih, b_hh, **mistake)
+
+
+def gru_cell_swapped_interpolation(x, h_prev, w_ih, w_hh, b_ih, b_hh):
+    """Written from scratch (not via the check's own helper): h = z * n + (1 - z) * h_prev."""
+    xr, xz, xn = np.split(x @ w_ih.T + b_ih, 3, axis=1)
+    hr, hz, hn = np.split(h_prev @ w_hh.T + b_hh, 3, axis=1)
+    r, z = S03.sigmoid(xr + hr), S03.sigmoid(xz + hz)
+    n = np.tanh(xn + r * hn)
+    return z * n + (1 - z) * h_prev
+
+
+def gru_cell_cho(x, h_prev, w_ih, w_hh, b_ih, b_hh):
+    """Written from scratch: the paper's candidate tanh(W_in x + b_in + W_hn (r * h) + b_hn)."""
+    H = h_prev.shape[1]
+    xr, xz, xn = np.split(x @ w_ih.T + b_ih, 3, axis=1)
+    hr, hz, _ = np.split(h_prev @ w_hh.T + b_hh, 3, axis=1)
+    r, z = S03.sigmoid(xr + hr), S03.sigmoid(xz + hz)
+    n = np.tanh(xn + (r * h_prev) @ w_hh[2 * H:].T + b_hh[2 * H:])
+    return (1 - z) * n + z * h_prev
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (gru_cell_swapped_interpolation, "swapped z and 1 - z"),
+    (gru_cell_cho, "after the matrix product"),
+    (gru_cell_with(order="zrn"), "torch's order r, z, n"),
+    (gru_cell_with(reset="bias_outside"), "r multiplies b_hn too"),
+    (gru_cell_with(reset="none"), "left out the reset gate"),
+    (lambda x, h, wi, wh, bi, bh: S03.gru_cell(x, h, wi, wh, bi, np.zeros_like(bh)), "h is wrong"),
+])
+def test_gru_cell_catches(mistake, hint):
+    fails_with(check.gru_cell(mistake, verbose=False), hint)
+
+
+def biases_on_block(block, value):
+    def fn(H):
+        b_ih = np.zeros(3 * H)
+        b_ih[block * H:(block + 1) * H] = value
+        return b_ih, np.zeros(3 * H)
+    return fn
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (biases_on_block(0, 30.0), "second block"),          # pinned the reset gate instead
+    (biases_on_block(1, -30.0), "second block"),         # z = 0: h becomes the candidate
+    (biases_on_block(1, 4.0), "larger bias"),            # z about 0.98: the state still leaks away
+    (biases_on_block(2, 30.0), "second block"),
+    (lambda H: (np.zeros(H), np.zeros(H)), "b_ih should have shape (24,)"),
+    (lambda H: np.zeros(3 * H), "tuple of 2"),
+])
+def test_gru_hold_biases_catches(mistake, hint):
+    fails_with(check.gru_hold_biases(mistake, verbose=False), hint)
+
+
+def count_with(gates=None, biases=2, upper_reads_both=True, directions_count=True, upper_input_is_d=False):
+    def fn(kind, D, H, L=1, bi=False):
+        G = gates or {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+        dirs = 2 if (bi and directions_count) else 1
+        total = 0
+        for layer in range(L):
+            d_in = D if (layer == 0 or upper_input_is_d) else (2 if (bi and upper_reads_both) else 1) * H
+            total += dirs * (G * H * (d_in + H) + biases * G * H)
+        return total
+    return fn
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (count_with(gates=1), "gate block"),
+    (count_with(biases=1), "two biases"),
+    (count_with(upper_reads_both=False), "input size is 2h"),
+    (count_with(directions_count=False), "one per direction"),
+    (count_with(upper_input_is_d=True), "not the input"),
+    (lambda kind, D, H, L=1, bi=False: S03.recurrent_num_params(kind, D, H, L, bi) - 1, "expected"),
+])
+def test_recurrent_num_params_catches(mistake, hint):
+    fails_with(check.recurrent_num_params(mistake, verbose=False), hint)
