@@ -11,7 +11,8 @@ Two kinds, one interface (``encode(str) -> list[int]``, ``decode(ids) -> str``, 
   to a small JSON file that ``load_tokenizer`` recognises.
 
 ``load_tokenizer(source)`` takes a tokenizer.json / 20B_tokenizer.json path, a char tokenizer's
-JSON, a folder holding tokenizer.json, or a Hugging Face repo id (downloaded once, then cached).
+JSON, a folder holding tokenizer.json, a Hugging Face repo id (downloaded once, then cached), or the
+name of a model shipped in the package ("tiny", see ``SHIPPED_MODELS``).
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ import pathlib
 from typing import Iterable, Optional, Sequence
 
 TOKENIZER_FILES = ("tokenizer.json", "20B_tokenizer.json", "char_tokenizer.json")
+# Models shipped inside the package, by short name: folders with config.json, model.safetensors and
+# tokenizer.json, so ``load(name)`` and ``load_tokenizer(name)`` work offline.
+SHIPPED_MODELS = {"tiny": pathlib.Path(__file__).resolve().parent / "data" / "tiny_rwkv"}
 EOT_TOKENS = ("<|endoftext|>", "</s>", "<eos>")
 CHAR_TOKENIZER_TYPE = "tinyrwkv.CharTokenizer"
 
@@ -56,7 +60,12 @@ class Tokenizer:
         """text -> token ids (no special tokens added)."""
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
-        return self.hf.encode(text, add_special_tokens=False).ids
+        try:
+            return self.hf.encode(text, add_special_tokens=False).ids
+        except Exception as e:     # e.g. a character-level vocabulary without the character
+            missing = next((c for c in text if self.hf.token_to_id(c) is None), None)
+            what = f": character {missing!r} is not in its vocabulary" if missing is not None else ""
+            raise ValueError(f"Tokenizer {self.source}: cannot encode the text{what} ({e})") from None
 
     def decode(self, ids: Iterable[int]) -> str:
         """token ids -> text. A prefix that ends inside a multi-byte character ends in U+FFFD."""
@@ -145,10 +154,13 @@ def _from_json_file(path: pathlib.Path):
 
 
 def load_tokenizer(source, *, revision: Optional[str] = None, cache_dir=None):
-    """A Tokenizer (or CharTokenizer) from a tokenizer JSON file, a folder holding one, or a
-    Hugging Face repo id (its tokenizer.json, downloaded through huggingface_hub and cached)."""
+    """A Tokenizer (or CharTokenizer) from a tokenizer JSON file, a folder holding one, a
+    Hugging Face repo id (its tokenizer.json, downloaded through huggingface_hub and cached), or a
+    shipped model's name ("tiny": the char-level tokenizer of tinyrwkv/data/tiny_rwkv)."""
     if isinstance(source, (Tokenizer, CharTokenizer)):
         return source
+    if isinstance(source, str) and source in SHIPPED_MODELS:
+        source = SHIPPED_MODELS[source]
     path = pathlib.Path(os.fspath(source)).expanduser()
     if path.is_file():
         return _from_json_file(path)
