@@ -102,3 +102,68 @@ def test_rwkv_channel_mix_catches_mistakes():
     fails_with(check.rwkv_channel_mix, channel_mix_variant(swap_mu=True), "other way round")
     fails_with(check.rwkv_channel_mix, channel_mix_variant(shift=False), "no token shift")
     fails_with(check.rwkv_channel_mix, channel_mix_variant(act=np.tanh), "is wrong")
+
+
+# --------------------------------------------------------------------------- lesson 08
+
+
+def thread_variant(stable=True, reset_state=False, write_all_b=False, skip_last=False):
+    def fn(b, c, w, u, k, v, y):
+        aa, bb, pp = 0.0, 0.0, -1e38
+        T = k.shape[1] - (1 if skip_last else 0)
+        for t in range(T):
+            if reset_state:
+                aa, bb, pp = 0.0, 0.0, -1e38
+            kt, vt = k[b, t, c], v[b, t, c]
+            if stable:
+                q = max(pp, u[c] + kt)
+                e1, e2 = np.exp(pp - q), np.exp(u[c] + kt - q)
+                out = (e1 * aa + e2 * vt) / (e1 * bb + e2)
+                q = max(pp + w[c], kt)
+                e1, e2 = np.exp(pp + w[c] - q), np.exp(kt - q)
+                aa, bb, pp = e1 * aa + e2 * vt, e1 * bb + e2, q
+            else:                                        # true sums: e^90 overflows float32
+                now = np.exp(u[c] + kt)
+                out = (aa + now * vt) / (bb + now)
+                aa, bb = np.exp(w[c]) * aa + np.exp(kt) * vt, np.exp(w[c]) * bb + np.exp(kt)
+            if write_all_b:
+                y[:, t, c] = out
+            else:
+                y[b, t, c] = out
+    return fn
+
+
+def test_wkv_thread_catches_mistakes():
+    assert check.wkv_thread(thread_variant(), verbose=False).ok
+    fails_with(check.wkv_thread, thread_variant(stable=False), "overflow")
+    fails_with(check.wkv_thread, thread_variant(write_all_b=True), "outside")
+    fails_with(check.wkv_thread, thread_variant(skip_last=True), "unwritten")
+    fails_with(check.wkv_thread, thread_variant(reset_state=True), "y is wrong")
+    fails_with(check.wkv_thread, lambda b, c, w, u, k, v, y: None, "unwritten")
+
+
+def test_max_trick_add_catches_mistakes():
+    with np.errstate(over="ignore", invalid="ignore"):
+        fails_with(check.max_trick_add, lambda m1, p1, m2, p2: (m1 * np.exp(p1) + m2 * np.exp(p2), 0 * p1), "overflow")
+        p_min = lambda m1, p1, m2, p2: (m1 * np.exp(p1 - np.minimum(p1, p2)) + m2, np.minimum(p1, p2))  # noqa: E731
+        fails_with(check.max_trick_add, p_min, "larger exponent")
+        fails_with(check.max_trick_add, lambda m1, p1, m2, p2: (m1 + m2, np.maximum(p1, p2)), "different units")
+        fails_with(check.max_trick_add,
+                   lambda m1, p1, m2, p2: (m1 + m2 * np.exp(p2 - np.maximum(p1, p2)), np.maximum(p1, p2)),
+                   "rescale m1")
+        fails_with(check.max_trick_add,
+                   lambda m1, p1, m2, p2: (m1 * np.exp(p1 - np.maximum(p1, p2)) + m2, np.maximum(p1, p2)),
+                   "rescale m2")
+        flipped = lambda m1, p1, m2, p2: (m1 * np.exp(np.maximum(p1, p2) - p1)  # noqa: E731
+                                          + m2 * np.exp(np.maximum(p1, p2) - p2), np.maximum(p1, p2))
+        fails_with(check.max_trick_add, flipped, "never e^p1 or e^(p - p1)")
+    fails_with(check.max_trick_add, lambda m1, p1, m2, p2: m1, "tuple")
+
+
+def test_launch_grid_catches_mistakes():
+    fails_with(check.launch_grid, lambda B, C, tpb: (B * C // tpb, tpb), "round up")
+    fails_with(check.launch_grid, lambda B, C, tpb: ((C + tpb - 1) // tpb, tpb), "pair")
+    fails_with(check.launch_grid, lambda B, C, tpb: (B * C // tpb + 1, tpb), "more than needed")
+    fails_with(check.launch_grid, lambda B, C, tpb: (tpb, (B * C + tpb - 1) // tpb), "swapped")
+    fails_with(check.launch_grid, lambda B, C, tpb: ((B * C + 31) // 32, 32), "threads per block")
+    fails_with(check.launch_grid, lambda B, C, tpb: (B * C + tpb - 1) // tpb, "tuple")
