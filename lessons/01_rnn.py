@@ -275,11 +275,11 @@ plt.show()
 
 # %% [markdown]
 # **Reading the figure.** On the left every curve is a straight line on the log scale:
-# geometric decay or growth, with a measured factor per step equal to the spectral radius (the
+# geometric decay or growth, with a measured factor per step close to the spectral radius (the
 # table's last column). Only $\rho = 1$ exactly stays level — a knife's edge no training run can
 # stand on. On the right the tanh saturates: saturated units pass almost no gradient
-# ($1 - h^2 \approx 0$), which pulls every curve down. Moderate radii now vanish too; only a
-# large radius still explodes. Both failures are geometric in $d$. With $\rho \le 1$, an input
+# ($1 - h^2 \approx 0$), which pulls every curve down. Radii up to 1.2 now vanish too, 1.5 stays
+# roughly level, and only the largest radius still explodes. Both failures are geometric in $d$. With $\rho \le 1$, an input
 # 20 or 60 steps back gets a vanishingly small share of the training signal, so the RNN never
 # learns to keep it — that is the problem lessons 02 and 03 fix.
 
