@@ -167,3 +167,50 @@ def test_launch_grid_catches_mistakes():
     fails_with(check.launch_grid, lambda B, C, tpb: (tpb, (B * C + tpb - 1) // tpb), "swapped")
     fails_with(check.launch_grid, lambda B, C, tpb: ((B * C + 31) // 32, 32), "threads per block")
     fails_with(check.launch_grid, lambda B, C, tpb: (B * C + tpb - 1) // tpb, "tuple")
+
+
+# --------------------------------------------------------------------------- lesson 09
+
+
+def states(**override):
+    def fn(L, C, T):
+        out = {"rnn": L * C, "lstm": 2 * L * C, "gpt_kv_cache": 2 * L * T * C, "rwkv": 5 * L * C}
+        out.update({k: v(L, C, T) for k, v in override.items()})
+        return out
+    return fn
+
+
+def test_state_floats_catches_mistakes():
+    assert check.state_floats(states(), verbose=False).ok
+    fails_with(check.state_floats, states(lstm=lambda L, C, T: L * C), "cell c")
+    fails_with(check.state_floats, states(gpt_kv_cache=lambda L, C, T: L * T * C), "key and a value")
+    fails_with(check.state_floats, states(gpt_kv_cache=lambda L, C, T: 2 * T * C), "every layer")
+    fails_with(check.state_floats, states(rwkv=lambda L, C, T: 4 * L * C), "five vectors")
+    fails_with(check.state_floats, states(rwkv=lambda L, C, T: 3 * L * C), "token shifts")
+    fails_with(check.state_floats, states(rwkv=lambda L, C, T: 5 * L * C * T), "does not grow")
+    fails_with(check.state_floats, lambda L, C, T: {"rnn": L * C}, "keys")
+
+
+def flops(gpt=lambda L, C, T: 2 * L * (12 * C * C + 2 * T * C), rwkv=lambda L, C, T: 2 * L * 13 * C * C):
+    return lambda L, C, T: {"gpt_kv_cache": gpt(L, C, T), "rwkv": rwkv(L, C, T)}
+
+
+def test_flops_per_token_catches_mistakes():
+    assert check.flops_per_token(flops(), verbose=False).ok
+    fails_with(check.flops_per_token, flops(gpt=lambda L, C, T: L * (12 * C * C + 2 * T * C)), "2 flops")
+    fails_with(check.flops_per_token, flops(gpt=lambda L, C, T: 2 * L * 12 * C * C), "attends to all t cached")
+    fails_with(check.flops_per_token, flops(gpt=lambda L, C, T: 2 * L * (12 * C * C + T * C)), "weighted sum")
+    fails_with(check.flops_per_token, flops(gpt=lambda L, C, T: 2 * L * (12 * C * C + 2 * T * T * C)),
+               "does not redo")
+    fails_with(check.flops_per_token, flops(gpt=lambda L, C, T: 2 * L * (5 * C * C + 2 * T * C)), "ffn")
+    fails_with(check.flops_per_token, flops(rwkv=lambda L, C, T: 2 * L * 12 * C * C), "receptance")
+    fails_with(check.flops_per_token, flops(rwkv=lambda L, C, T: 2 * L * 13 * C * C * T), "does not depend on t")
+
+
+def test_kv_cache_bytes_catches_mistakes():
+    assert check.kv_cache_bytes(lambda L, C, T, b, n: 2 * L * T * C * b * n, verbose=False).ok
+    fails_with(check.kv_cache_bytes, lambda L, C, T, b, n: L * T * C * b * n, "keys and values")
+    fails_with(check.kv_cache_bytes, lambda L, C, T, b, n: 2 * L * T * C * n, "every sequence")
+    fails_with(check.kv_cache_bytes, lambda L, C, T, b, n: 2 * L * T * C * b * n * 8, "bits")
+    fails_with(check.kv_cache_bytes, lambda L, C, T, b, n: 2 * L * T * C * b, "bytes_per_float")
+    fails_with(check.kv_cache_bytes, lambda L, C, T, b, n: "a lot", "number of bytes")

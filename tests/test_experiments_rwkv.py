@@ -88,3 +88,19 @@ def test_kernel_ladder_figure(tmp_path):
             assert row["forward_ms"] > 0 and row["backward_ms"] > 0
             assert math.isfinite(row["forward_speedup"]) and math.isfinite(row["backward_speedup"])
         assert rows["numpy"]["forward_speedup"] == 1.0
+
+
+def test_flop_formulas_equal_two_flops_per_matrix_weight():
+    """Per token, every matrix weight of the blocks is one multiply-add; GPT adds 2 T C per layer of attention."""
+    from tinyrwkv.models.rwkv import RWKVConfig, param_shapes
+    from tinyrwkv.models.transformer import GPT
+
+    L, C = 3, 32
+    config = RWKVConfig(n_layer=L, n_embd=C, vocab_size=50, ffn_dim=4 * C)
+    rwkv_weights = sum(int(np.prod(s)) for n, s in param_shapes(config).items() if n.startswith("blocks.") and len(s) == 2)
+    assert cost_and_memory.rwkv_flops_per_token(L, C) == 2 * rwkv_weights
+    gpt = GPT(50, dim=C, n_heads=4, n_layers=L, rng=np.random.default_rng(0))
+    gpt_weights = sum(p.size for n, p in gpt.parameters().items() if n.startswith("layers.") and p.ndim == 2)
+    for T in (1, 100):
+        assert cost_and_memory.gpt_flops_per_token(L, C, T) == 2 * gpt_weights + 2 * L * 2 * T * C
+    assert cost_and_memory.kv_cache_bytes(L, C, 10, batch=4, bytes_per_float=2) == 2 * L * 10 * C * 4 * 2

@@ -152,6 +152,34 @@ def rwkv_state_floats(n_layers: int, dim: int) -> int:
     return 5 * n_layers * dim
 
 
+def kv_cache_bytes(n_layers: int, dim: int, T: int, batch: int = 1, bytes_per_float: int = 4) -> int:
+    """Bytes of a KV cache: ``kv_cache_floats`` for each of ``batch`` sequences, at ``bytes_per_float`` each."""
+    return kv_cache_floats(n_layers, dim, T) * batch * bytes_per_float
+
+
+# FLOPs per generated token, counting 2 FLOPs per multiply-add and only the matrix products (the
+# embedding lookup, layer norms, softmax, exp and the output head are left out: the head costs the
+# same for every model, the rest is O(C) per layer).
+
+
+def gpt_flops_per_token(n_layers: int, dim: int, T: int) -> int:
+    """One token through a GPT block stack with a KV cache of T keys (the new token included).
+
+    Per layer: q, k, v, o projections 4 C^2, the FFN (C -> 4C -> C) 8 C^2, and attention: T scores
+    q . k_i (T C) plus the weighted sum of T values (T C) multiply-adds. Total 2 L (12 C^2 + 2 T C).
+    """
+    return 2 * n_layers * (12 * dim * dim + 2 * T * dim)
+
+
+def rwkv_flops_per_token(n_layers: int, dim: int) -> int:
+    """One token through RWKV-4's blocks in serial mode, whatever the context length.
+
+    Per layer: time-mix k, v, r, o 4 C^2; channel-mix key (4C x C), value (C x 4C) and receptance
+    (C x C) 9 C^2. Total 2 L 13 C^2; WKV itself is a few operations per channel (O(C)).
+    """
+    return 2 * n_layers * 13 * dim * dim
+
+
 # --------------------------------------------------------------------------- figures
 
 
