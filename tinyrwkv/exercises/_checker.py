@@ -35,6 +35,7 @@ class CheckResult:
     name: str
     ok: bool
     message: str
+    printed: bool = False      # already printed by a verbose check: Jupyter need not show it again
 
     def __bool__(self):
         return self.ok
@@ -44,6 +45,11 @@ class CheckResult:
 
     def __repr__(self):
         return str(self)
+
+    def _ipython_display_(self):
+        """Jupyter shows a cell's last value; a verbose check has already printed its line."""
+        if not self.printed:
+            print(self)
 
 
 def exercise(lesson: str):
@@ -64,6 +70,7 @@ def exercise(lesson: str):
                 result = CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
             if verbose:
                 print(result)
+                result.printed = True
             return result
 
         if check.__name__ in EXERCISES:
