@@ -19,9 +19,10 @@ import numpy as np
 
 def sigmoid(x):
     """sigma(x) = 1 / (1 + e^-x), computed without overflow for large |x|."""
-    # For x >= 0 use 1/(1+e^-x); for x < 0 use e^x/(1+e^x): neither exponent can overflow.
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+    # sigma(x) = e^min(x,0) / (1 + e^-|x|): for x >= 0 that is 1/(1+e^-x), for x < 0 it is
+    # e^x/(1+e^x). Both exponents are <= 0, so neither can overflow, and no branch is needed
+    # (np.where over a random sign pattern is several times slower than this arithmetic).
+    return np.exp(np.minimum(x, 0)) / (1.0 + np.exp(-np.abs(x)))
 
 
 def sigmoid_backward(dy, y):
