@@ -321,25 +321,22 @@ def token_shift(x, x_prev):
     return np.concatenate([x_prev[:, None, :], x[:, :-1]], axis=1)   # (B, T, C)
 
 
-def mix(x, x_shifted, mu):
-    """mu * x_t + (1 - mu) * x_{t-1}, written as x_{t-1} + mu (x_t - x_{t-1}): one multiply fewer."""
-    return x_shifted + mu * (x - x_shifted)
-
-
-def time_mix(x, x_prev, wkv_state, att, wkv):
+def time_mix(x, x_prev, wkv_state, att, wkv, keep_last=None):
     """RWKV-4 TimeMix on ln1's output.
 
     x: (B, T, C); x_prev: (B, C) the ln1 output of the token before x[:, 0];
     wkv_state: (aa, bb, pp), each (B, C); att: the block's ``att.*`` parameters (a ParamScope);
     wkv: a WKV backend module from ``tinyrwkv.kernels.get_wkv`` (its ``wkv_forward`` runs the
     recurrence over T tokens, its ``wkv_step`` one token).
+    keep_last: if given, the output is computed for the last ``keep_last`` positions only
+    (the WKV state still sees every token); the model uses it when only the last logits are read.
     Returns (out (B, T, C), the new x_prev = x[:, -1], the new wkv_state).
     """
     xx = token_shift(x, x_prev)                                       # x_{t-1}: (B, T, C)
+    # mu x_t + (1 - mu) x_{t-1} = x_{t-1} + mu (x_t - x_{t-1}): the difference is shared by k, v, r
     dx = x - xx
     k = F.linear(xx + att["time_mix_k"] * dx, att["key.weight"])      # (B, T, C)
     v = F.linear(xx + att["time_mix_v"] * dx, att["value.weight"])    # (B, T, C)
-    r = F.linear(xx + att["time_mix_r"] * dx, att["receptance.weight"])
     w = -np.exp(att["time_decay"])                                    # (C,) decay per step, < 0
     u = att["time_first"]                                             # (C,) bonus of the current token
     if x.shape[1] == 1:      # RNN mode: a single step has no time loop worth a thread pool
@@ -347,6 +344,9 @@ def time_mix(x, x_prev, wkv_state, att, wkv):
         y = y[:, None]                                                # (B, 1, C)
     else:
         y, wkv_state = wkv.wkv_forward(w, u, k, v, wkv_state)         # (B, T, C)
+    if keep_last is not None:                                         # r and the output: per position
+        xx, dx, y = xx[:, -keep_last:], dx[:, -keep_last:], y[:, -keep_last:]
+    r = F.linear(xx + att["time_mix_r"] * dx, att["receptance.weight"])  # (B, T, C)
     out = F.linear(F.sigmoid(r) * y, att["output.weight"])            # (B, T, C)
     return out, x[:, -1], wkv_state
 
@@ -448,13 +448,21 @@ class RWKV:
         x = F.layer_norm(x, p["ln0.weight"], p["ln0.bias"], eps)[0]
         for i, (att, ffn) in enumerate(self.blocks):
             b = f"blocks.{i}."
+            # When only the last logits are read, the last block needs its outputs at the last
+            # position only, and channel-mix's token shift there needs the position before it:
+            # two positions instead of T (saves ~7% of a 512-token prompt's matrix products).
+            keep = 2 if last_only and i == len(self.blocks) - 1 else None
             h = F.layer_norm(x, p[b + "ln1.weight"], p[b + "ln1.bias"], eps)[0]
             dx, new.att_x[i], (new.aa[i], new.bb[i], new.pp[i]) = time_mix(
-                h, state.att_x[i], (state.aa[i], state.bb[i], state.pp[i]), att, self.wkv)
-            x = x + dx
+                h, state.att_x[i], (state.aa[i], state.bb[i], state.pp[i]), att, self.wkv, keep)
+            if keep:
+                x = x[:, -keep:] + dx                                 # (B, 2, C)
+            else:
+                x += dx                                               # the residual stream
             h = F.layer_norm(x, p[b + "ln2.weight"], p[b + "ln2.bias"], eps)[0]
+            # (with keep = 2 and T >= 2, h[:, 0]'s own shift is wrong but its output is dropped)
             dx, new.ffn_x[i] = channel_mix(h, state.ffn_x[i], ffn)
-            x = x + dx
+            x += dx
         if last_only:
             x = x[:, -1]                                              # (B, C): the head only where needed
         x = F.layer_norm(x, p["ln_out.weight"], p["ln_out.bias"], eps)[0]
