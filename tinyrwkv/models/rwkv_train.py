@@ -5,7 +5,8 @@ first). Inference only ever runs them forward. Training in parallel ("GPT") mode
 more things, and this file is exactly those three:
 
 1. **Caches and backward passes.** Every forward piece here is rwkv.py's equation, line for line
-   (``token_shift``, ``mix``, the same ``F.linear`` / ``F.sigmoid`` / ``F.squared_relu`` calls), but
+   (``token_shift``, x_{t-1} + mu (x_t - x_{t-1}), the same ``F.linear`` / ``F.sigmoid`` /
+   ``F.squared_relu`` calls), but
    it also returns what its backward needs; its backward sits right beside it:
 
        time_mix_forward    / time_mix_backward      (the WKV part via the kernel's wkv_backward)
@@ -47,7 +48,7 @@ from ..kernels import get_wkv
 from ..nn import check_shape, check_tokens
 from ..nn import functional as F
 from .base import LanguageModel
-from .rwkv import RWKV, ParamScope, RWKVConfig, RWKVState, check_params, mix, param_shapes, token_shift
+from .rwkv import RWKV, ParamScope, RWKVConfig, RWKVState, check_params, param_shapes, token_shift
 
 # --------------------------------------------------------------------------- the two small pieces
 
@@ -62,14 +63,15 @@ def token_shift_backward(dx_shifted):
     return dx
 
 
-def mix_backward(dm, x, x_shifted, mu):
-    """Gradients of ``mix``: m = x_shifted + mu (x - x_shifted) = mu x + (1 - mu) x_shifted.
+def mix_backward(dm, dx, mu):
+    """Gradients of the token-shift mix m = xx + mu dx, dx = x - xx (= mu x + (1 - mu) xx).
 
-    dm, x, x_shifted: (B, T, C); mu: (C,). Returns (dx, dx_shifted, dmu (C,)).
+    dm, dx: (B, T, C); mu: (C,). Returns (dL/dx, dL/dxx, dL/dmu (C,)): x gets mu of the gradient,
+    the previous token's xx the rest, and mu learns from how x and xx differ.
     """
-    dx = dm * mu
-    dmu = np.sum(dm * (x - x_shifted), axis=(0, 1))
-    return dx, dm - dx, dmu
+    d_now = dm * mu
+    dmu = np.sum(dm * dx, axis=(0, 1))
+    return d_now, dm - d_now, dmu
 
 
 def _empty_shift(x):
@@ -87,19 +89,21 @@ def time_mix_forward(x, att, wkv):
     Returns (out (B, T, C), cache).
     """
     xx = token_shift(x, _empty_shift(x))                              # x_{t-1}: (B, T, C)
-    xk = mix(x, xx, att["time_mix_k"])
-    xv = mix(x, xx, att["time_mix_v"])
-    xr = mix(x, xx, att["time_mix_r"])
+    # mu x_t + (1 - mu) x_{t-1} = x_{t-1} + mu (x_t - x_{t-1}); kept, as linear_backward needs them
+    dx = x - xx
+    xk = xx + att["time_mix_k"] * dx
+    xv = xx + att["time_mix_v"] * dx
+    xr = xx + att["time_mix_r"] * dx
     k = F.linear(xk, att["key.weight"])                               # (B, T, C)
     v = F.linear(xv, att["value.weight"])                             # (B, T, C)
-    r = F.linear(xr, att["receptance.weight"])                        # (B, T, C)
     w = -np.exp(att["time_decay"])                                    # (C,) decay per step, < 0
     u = att["time_first"]                                             # (C,) bonus of the current token
     y, _ = wkv.wkv_forward(w, u, k, v)                                # (B, T, C)
+    r = F.linear(xr, att["receptance.weight"])                        # (B, T, C)
     sr = F.sigmoid(r)
     ry = sr * y                                                       # the receptance gates the WKV
     out = F.linear(ry, att["output.weight"])                          # (B, T, C)
-    return out, (x, xx, xk, xv, xr, k, v, w, y, sr, ry)
+    return out, (dx, xk, xv, xr, k, v, w, y, sr, ry)
 
 
 def time_mix_backward(dout, cache, att, wkv):
@@ -109,7 +113,7 @@ def time_mix_backward(dout, cache, att, wkv):
     "key.weight", "time_decay"). The WKV recurrence is differentiated by the kernel's
     ``wkv_backward``; it returns dL/dw, and w = -exp(time_decay) gives dw/dtime_decay = w.
     """
-    x, xx, xk, xv, xr, k, v, w, y, sr, ry = cache
+    dx_shift, xk, xv, xr, k, v, w, y, sr, ry = cache
     grads = {}
     dry, grads["output.weight"], _ = F.linear_backward(dout, ry, att["output.weight"])
     dy = dry * sr
@@ -118,12 +122,12 @@ def time_mix_backward(dout, cache, att, wkv):
     grads["time_decay"] = gw * w
     grads["time_first"] = gu
 
-    dx, dxx = np.zeros_like(x), np.zeros_like(x)
+    dx, dxx = np.zeros_like(dx_shift), np.zeros_like(dx_shift)
     for name, proj, x_mixed, dproj in (("k", "key", xk, dk), ("v", "value", xv, dv), ("r", "receptance", xr, dr)):
         dx_mixed, grads[f"{proj}.weight"], _ = F.linear_backward(dproj, x_mixed, att[f"{proj}.weight"])
-        dx_now, dx_before, grads[f"time_mix_{name}"] = mix_backward(dx_mixed, x, xx, att[f"time_mix_{name}"])
-        dx += dx_now
-        dxx += dx_before
+        d_now, d_before, grads[f"time_mix_{name}"] = mix_backward(dx_mixed, dx_shift, att[f"time_mix_{name}"])
+        dx += d_now
+        dxx += d_before
     return dx + token_shift_backward(dxx), grads
 
 
@@ -136,19 +140,20 @@ def channel_mix_forward(x, ffn):
     x: (B, T, C) ln2's output; ffn: the block's ``ffn.*`` parameters. Returns (out (B, T, C), cache).
     """
     xx = token_shift(x, _empty_shift(x))                              # (B, T, C)
-    xk = mix(x, xx, ffn["time_mix_k"])
-    xr = mix(x, xx, ffn["time_mix_r"])
+    dx = x - xx
+    xk = xx + ffn["time_mix_k"] * dx
+    xr = xx + ffn["time_mix_r"] * dx
     k = F.linear(xk, ffn["key.weight"])                               # (B, T, F)
     r = F.linear(xr, ffn["receptance.weight"])                        # (B, T, C)
     k2 = F.squared_relu(k)                                            # (B, T, F)
     kv = F.linear(k2, ffn["value.weight"])                            # (B, T, C)
     sr = F.sigmoid(r)
-    return sr * kv, (x, xx, xk, xr, k, k2, kv, sr)
+    return sr * kv, (dx, xk, xr, k, k2, kv, sr)
 
 
 def channel_mix_backward(dout, cache, ffn):
     """Backward of ``channel_mix_forward``. dout: (B, T, C). Returns (dx (B, T, C), grads by short name)."""
-    x, xx, xk, xr, k, k2, kv, sr = cache
+    dx_shift, xk, xr, k, k2, kv, sr = cache
     grads = {}
     dkv = dout * sr
     dr = F.sigmoid_backward(dout * kv, sr)
@@ -156,8 +161,8 @@ def channel_mix_backward(dout, cache, ffn):
     dk = F.squared_relu_backward(dk2, k)                              # (B, T, F)
     dxk, grads["key.weight"], _ = F.linear_backward(dk, xk, ffn["key.weight"])
     dxr, grads["receptance.weight"], _ = F.linear_backward(dr, xr, ffn["receptance.weight"])
-    dx_k, dxx_k, grads["time_mix_k"] = mix_backward(dxk, x, xx, ffn["time_mix_k"])
-    dx_r, dxx_r, grads["time_mix_r"] = mix_backward(dxr, x, xx, ffn["time_mix_r"])
+    dx_k, dxx_k, grads["time_mix_k"] = mix_backward(dxk, dx_shift, ffn["time_mix_k"])
+    dx_r, dxx_r, grads["time_mix_r"] = mix_backward(dxr, dx_shift, ffn["time_mix_r"])
     return dx_k + dx_r + token_shift_backward(dxx_k + dxx_r), grads
 
 
