@@ -48,7 +48,7 @@ from tinyrwkv.exercises import check
 from tinyrwkv.experiments.rwkv_wkv_maps import (aft_weights, compute_maps, plot_maps, rwkv_position_bias,
                                                 wkv_attention_matrix)
 from tinyrwkv.kernels import get_wkv, wkv_numpy
-from tinyrwkv.models.rwkv import RWKV, RWKVConfig, RWKVState, channel_mix, init_params, mix, time_mix, token_shift
+from tinyrwkv.models.rwkv import RWKV, RWKVConfig, RWKVState, channel_mix, init_params, time_mix, token_shift
 from tinyrwkv.nn.attention import causal_mask, scaled_dot_product_attention
 
 FAST = os.environ.get("TINYRWKV_FAST") == "1"         # CI: small and quick
@@ -225,7 +225,8 @@ shifted = token_shift(x, x_prev)                                   # (B, T, C): 
 print("x[0]:\n", np.round(x[0], 2), "\ntoken_shift(x)[0]:\n", np.round(shifted[0], 2))
 assert shifted.shape == x.shape and np.array_equal(shifted[:, 1:], x[:, :-1])
 mu = np.array([1.0, 0.5, 0.0], np.float32)                        # channel 0: now; 1: half-half; 2: previous
-print("mix with mu = (1, 0.5, 0):\n", np.round(mix(x, shifted, mu)[0], 2))
+mixed = mu * x + (1 - mu) * shifted                                 # (B, T, C)
+print("mix with mu = (1, 0.5, 0):\n", np.round(mixed[0], 2))
 
 # %% [markdown]
 # An RWKV-4 block is two residual sublayers, each with its own token shift:

@@ -178,10 +178,12 @@ y_numba, state_numba = wkv_numba.wkv_forward(w, u, k, v)           # first call:
 first = time.perf_counter() - t0
 second = median_ms(lambda: wkv_numba.wkv_forward(w, u, k, v), repeats=3) / 1e3
 y_ref, state_ref = wkv_numpy.wkv_forward(w, u, k, v)
-print(f"first call {first * 1e3:.0f} ms (compiling, or loading the compiled code from disk), then {second * 1e3:.2f} ms")
+print(f"first call {first * 1e3:.0f} ms (compiling, or loading the compiled code from disk), "
+      f"then {second * 1e3:.2f} ms")
 print("max |numba - numpy|: y", np.abs(y_numba - y_ref).max(),
       " state", max(np.abs(a - b).max() for a, b in zip(state_numba, state_ref)))
-assert np.allclose(y_numba, y_ref, atol=1e-5) and all(np.allclose(a, b, atol=1e-4) for a, b in zip(state_numba, state_ref))
+assert np.allclose(y_numba, y_ref, atol=1e-5)
+assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(state_numba, state_ref))
 
 # %% [markdown]
 # ### The CPU ladder, measured
@@ -194,7 +196,8 @@ assert np.allclose(y_numba, y_ref, atol=1e-5) and all(np.allclose(a, b, atol=1e-
 # %%
 ladder = measure_ladder(LADDER_SHAPES, repeats=3)
 for shape, rows in ladder.items():
-    print(shape, "  ".join(f"{name}: {r['forward_ms']:.2f} ms ({r['forward_speedup']:.1f}x)" for name, r in rows.items()))
+    print(shape, "forward:", "  ".join(f"{name} {r['forward_ms']:.2f} ms ({r['forward_speedup']:.1f}x)"
+                                       for name, r in rows.items()))
 plot_ladder(ladder, fig=plt.figure())
 plt.show()
 
@@ -423,4 +426,5 @@ check.launch_grid(launch_grid)
 # *two* channels. Does it help on your GPU? (`scripts/bench_kernels.py` times it.)
 # (3) Run `python scripts/gpu_check.py` on a machine with a GPU.
 #
-# Next: [09 · Cost and memory against sequence length](09_cost_and_memory.ipynb). What each model carries and pays per token as the context grows.
+# Next: [09 · Cost and memory against sequence length](09_cost_and_memory.ipynb). What each model carries
+# and pays per token as the context grows.

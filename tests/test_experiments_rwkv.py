@@ -97,7 +97,8 @@ def test_flop_formulas_equal_two_flops_per_matrix_weight():
 
     L, C = 3, 32
     config = RWKVConfig(n_layer=L, n_embd=C, vocab_size=50, ffn_dim=4 * C)
-    rwkv_weights = sum(int(np.prod(s)) for n, s in param_shapes(config).items() if n.startswith("blocks.") and len(s) == 2)
+    rwkv_weights = sum(int(np.prod(s)) for n, s in param_shapes(config).items()
+                       if n.startswith("blocks.") and len(s) == 2)
     assert cost_and_memory.rwkv_flops_per_token(L, C) == 2 * rwkv_weights
     gpt = GPT(50, dim=C, n_heads=4, n_layers=L, rng=np.random.default_rng(0))
     gpt_weights = sum(p.size for n, p in gpt.parameters().items() if n.startswith("layers.") and p.ndim == 2)

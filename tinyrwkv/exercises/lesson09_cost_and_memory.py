@@ -69,7 +69,8 @@ def flops_per_token(fn):
                 2 * L * (12 * C * C + T * C),
             "with a KV cache the token attends to T keys once (O(T C)), it does not redo the T x T matrix":
                 2 * L * (12 * C * C + 2 * T * T * C),
-            "the FFN (C -> 4C -> C) costs 8 C^2 multiply-adds, the four projections 4 C^2": 2 * L * (5 * C * C + 2 * T * C),
+            "the FFN (C -> 4C -> C) costs 8 C^2 multiply-adds, the four projections 4 C^2":
+                2 * L * (5 * C * C + 2 * T * C),
         })
         rwkv = rwkv_flops_per_token(L, C)
         _compare(where, "rwkv", got["rwkv"], rwkv, {
