@@ -105,3 +105,14 @@ def test_flop_formulas_equal_two_flops_per_matrix_weight():
     for T in (1, 100):
         assert cost_and_memory.gpt_flops_per_token(L, C, T) == 2 * gpt_weights + 2 * L * 2 * T * C
     assert cost_and_memory.kv_cache_bytes(L, C, 10, batch=4, bytes_per_float=2) == 2 * L * 10 * C * 4 * 2
+
+
+def test_gpu_rows_run_on_the_simulator():
+    """The numba.cuda rows of the ladder only run on a real GPU; their code path is exercised here, untimed."""
+    from tinyrwkv.kernels import cuda_usable
+
+    if not cuda_usable():
+        pytest.skip("numba.cuda is neither a real GPU nor the simulator here")
+    rows = kernel_ladder.gpu_ladder(1, 8, 4, repeats=1)
+    assert list(rows) == ["numba.cuda v1", "numba.cuda v2", "numba.cuda v3"]
+    assert all(r["forward_ms"] > 0 for r in rows.values()) and rows["numba.cuda v1"]["backward_ms"] > 0
