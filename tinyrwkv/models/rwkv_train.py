@@ -63,14 +63,15 @@ def token_shift_backward(dx_shifted):
     return dx
 
 
-def mix_backward(dm, dx, mu):
-    """Gradients of the token-shift mix m = xx + mu dx, dx = x - xx (= mu x + (1 - mu) xx).
+def mix_backward(dm, x_diff, mu):
+    """Gradients of the token-shift mix m = xx + mu (x - xx) = mu x + (1 - mu) xx.
 
-    dm, dx: (B, T, C); mu: (C,). Returns (dL/dx, dL/dxx, dL/dmu (C,)): x gets mu of the gradient,
-    the previous token's xx the rest, and mu learns from how x and xx differ.
+    dm: dL/dm (B, T, C); x_diff: the forward's x - xx (B, T, C); mu: (C,). Returns
+    (dL/dx, dL/dxx, dL/dmu (C,)): x gets mu of the gradient, the previous token's xx the rest,
+    and mu learns from how x and xx differ.
     """
     d_now = dm * mu
-    dmu = np.sum(dm * dx, axis=(0, 1))
+    dmu = np.sum(dm * x_diff, axis=(0, 1))
     return d_now, dm - d_now, dmu
 
 
@@ -113,7 +114,7 @@ def time_mix_backward(dout, cache, att, wkv):
     "key.weight", "time_decay"). The WKV recurrence is differentiated by the kernel's
     ``wkv_backward``; it returns dL/dw, and w = -exp(time_decay) gives dw/dtime_decay = w.
     """
-    dx_shift, xk, xv, xr, k, v, w, y, sr, ry = cache
+    x_diff, xk, xv, xr, k, v, w, y, sr, ry = cache                     # x_diff: the forward's dx = x - xx
     grads = {}
     dry, grads["output.weight"], _ = F.linear_backward(dout, ry, att["output.weight"])
     dy = dry * sr
@@ -122,10 +123,10 @@ def time_mix_backward(dout, cache, att, wkv):
     grads["time_decay"] = gw * w
     grads["time_first"] = gu
 
-    dx, dxx = np.zeros_like(dx_shift), np.zeros_like(dx_shift)
+    dx, dxx = np.zeros_like(x_diff), np.zeros_like(x_diff)
     for name, proj, x_mixed, dproj in (("k", "key", xk, dk), ("v", "value", xv, dv), ("r", "receptance", xr, dr)):
         dx_mixed, grads[f"{proj}.weight"], _ = F.linear_backward(dproj, x_mixed, att[f"{proj}.weight"])
-        d_now, d_before, grads[f"time_mix_{name}"] = mix_backward(dx_mixed, dx_shift, att[f"time_mix_{name}"])
+        d_now, d_before, grads[f"time_mix_{name}"] = mix_backward(dx_mixed, x_diff, att[f"time_mix_{name}"])
         dx += d_now
         dxx += d_before
     return dx + token_shift_backward(dxx), grads
@@ -153,7 +154,7 @@ def channel_mix_forward(x, ffn):
 
 def channel_mix_backward(dout, cache, ffn):
     """Backward of ``channel_mix_forward``. dout: (B, T, C). Returns (dx (B, T, C), grads by short name)."""
-    dx_shift, xk, xr, k, k2, kv, sr = cache
+    x_diff, xk, xr, k, k2, kv, sr = cache                              # x_diff: the forward's dx = x - xx
     grads = {}
     dkv = dout * sr
     dr = F.sigmoid_backward(dout * kv, sr)
@@ -161,8 +162,8 @@ def channel_mix_backward(dout, cache, ffn):
     dk = F.squared_relu_backward(dk2, k)                              # (B, T, F)
     dxk, grads["key.weight"], _ = F.linear_backward(dk, xk, ffn["key.weight"])
     dxr, grads["receptance.weight"], _ = F.linear_backward(dr, xr, ffn["receptance.weight"])
-    dx_k, dxx_k, grads["time_mix_k"] = mix_backward(dxk, dx_shift, ffn["time_mix_k"])
-    dx_r, dxx_r, grads["time_mix_r"] = mix_backward(dxr, dx_shift, ffn["time_mix_r"])
+    dx_k, dxx_k, grads["time_mix_k"] = mix_backward(dxk, x_diff, ffn["time_mix_k"])
+    dx_r, dxx_r, grads["time_mix_r"] = mix_backward(dxr, x_diff, ffn["time_mix_r"])
     return dx_k + dx_r + token_shift_backward(dxx_k + dxx_r), grads
 
 
