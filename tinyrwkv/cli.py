@@ -167,6 +167,23 @@ add_command("bench", "decode and prompt speed at 169M shapes, beside the rwkv pa
             _bench_arguments, _run_bench)
 
 
+# --------------------------------------------------------------------------- compare
+
+
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    from .compare import add_arguments
+    add_arguments(p)
+
+
+def _run_compare(args) -> int:
+    from .compare import run_from_args
+    return run_from_args(args)
+
+
+add_command("compare", "the same text through RWKV, a GPT with a KV cache and an LSTM: state size, "
+            "time per token as the context grows, and their outputs", _compare_arguments, _run_compare)
+
+
 # --------------------------------------------------------------------------- main
 
 
