@@ -1,0 +1,139 @@
+"""Self-checks for lesson 11 (side by side: RWKV, a GPT with a KV cache and an LSTM).
+
+    check.count_state_floats(fn)     every float a model carries between tokens, counted from its state
+    check.kv_crossover_length(fn)    the first context length at which a KV cache outgrows RWKV's state
+    check.teacher_forced_loss(fn)    mean next-token loss of a sequence from its logits
+
+Each check compares the learner's function with tinyrwkv's own code (``compare.count_floats`` on
+real state objects, the state sizes of ``GPT.state_size`` and ``RWKV.state_size``,
+``nn.functional.cross_entropy``) and names typical mistakes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..compare import Stepper, count_floats
+from ..models.lstm import LSTMLanguageModel
+from ..models.rwkv import RWKV, RWKVConfig
+from ..models.transformer import GPT
+from ..nn import functional as F
+from ._checker import CheckFailed, exercise
+from .lesson04_seq2seq import _diagnose
+
+# --------------------------------------------------------------------------- 1. counting the state
+
+
+def _states(tokens=3):
+    """name -> the state of each model after ``tokens`` steps (small models, fixed seeds)."""
+    rng = np.random.default_rng(11)
+    models = {"RWKV": RWKV.random(RWKVConfig(n_layer=2, n_embd=8, vocab_size=20, ffn_dim=32), seed=1, backend="numpy"),
+              "GPT": GPT(20, dim=8, n_heads=2, n_layers=3, rng=rng),
+              "LSTM": LSTMLanguageModel(20, hidden_size=6, num_layers=2, rng=rng)}
+    states = {}
+    for name, model in models.items():
+        stepper = Stepper(name, model)
+        for t in range(tokens):
+            stepper.step(t + 1)
+        states[name] = (stepper.state, model.state_size(tokens))
+    return states
+
+
+@exercise("11")
+def count_state_floats(fn):
+    """fn(state) -> int: the number of floats in a model's state (RWKVState, the GPT's dict, the LSTM's list)."""
+    for name, (state, want) in _states().items():
+        assert count_floats(state) == want
+        got = fn(state)
+        if not isinstance(got, (int, np.integer)):
+            raise CheckFailed(f"{name}: return an int (the number of floats), got {type(got).__name__}.")
+        got = int(got)
+        if got == want:
+            continue
+        if name == "GPT" and got == want + 1:
+            raise CheckFailed("GPT: the 'position' entry is a counter (a Python int), not a float the model "
+                              "carries; count only the arrays.")
+        arrays = _count_arrays(state)
+        if got == arrays:
+            raise CheckFailed(f"{name}: you counted {got} arrays; count the numbers inside them (array.size).")
+        raise CheckFailed(f"{name}: the state holds {want} floats, you counted {got}. Go into dicts (their values), "
+                          f"lists and tuples, and the five arrays of an RWKVState (state.FIELDS).")
+
+
+def _count_arrays(state) -> int:
+    if isinstance(state, np.ndarray):
+        return 1
+    if isinstance(state, dict):
+        return sum(_count_arrays(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_count_arrays(v) for v in state)
+    if hasattr(state, "FIELDS"):
+        return len(state.FIELDS)
+    return 0
+
+
+# --------------------------------------------------------------------------- 2. the crossover
+
+
+def _crossover(gpt_layers, gpt_dim, rwkv_layers, rwkv_dim, cache_factor=2, rwkv_factor=5, strict=True):
+    rwkv = rwkv_factor * rwkv_layers * rwkv_dim
+    per_token = cache_factor * gpt_layers * gpt_dim
+    t = rwkv // per_token + 1 if strict else -(-rwkv // per_token)
+    return max(int(t), 1)
+
+
+@exercise("11")
+def kv_crossover_length(fn):
+    """fn(gpt_layers, gpt_dim, rwkv_layers, rwkv_dim) -> the smallest t >= 1 at which the GPT's KV
+    cache (2 L t C floats) holds MORE floats than RWKV's state (5 L C)."""
+    cases = [(2, 10, 4, 8), (12, 768, 12, 768), (4, 64, 4, 64), (3, 7, 5, 11), (1, 1000, 2, 10), (1, 4, 3, 8)]
+    wants, gots = [], []
+    for case in cases:
+        gl, gd, rl, rd = case
+        rwkv = 5 * rl * rd
+        wants.append(next(t for t in range(1, rwkv + 2) if 2 * gl * t * gd > rwkv))
+        assert wants[-1] == _crossover(*case)
+        got = fn(*case)
+        if not isinstance(got, (int, np.integer)):
+            raise CheckFailed(f"return an int number of tokens, got {type(got).__name__}.")
+        gots.append(int(got))
+    if gots == wants:
+        return
+    # a mistake is named when it explains every case (several mistakes can agree on one case)
+    mistakes = {
+        "at that t the cache is exactly as large as the state; you need the first t where it is LARGER":
+            dict(strict=False),
+        "the cache stores a key AND a value per token and layer: 2 L t C": dict(cache_factor=1),
+        "RWKV-4's state is five vectors per layer (att_x, aa, bb, pp, ffn_x): 5 L C": dict(rwkv_factor=4),
+    }
+    for message, knobs in mistakes.items():
+        if gots == [_crossover(*case, **knobs) for case in cases]:
+            raise CheckFailed(message + ".")
+    j = next(i for i in range(len(cases)) if gots[i] != wants[i])
+    gl, gd, rl, rd = cases[j]
+    raise CheckFailed(f"for a GPT of {gl} x {gd} and an RWKV of {rl} x {rd}: expected t = {wants[j]} (RWKV "
+                      f"{5 * rl * rd} floats; the cache grows by {2 * gl * gd} per token), you have {gots[j]}.")
+
+
+# --------------------------------------------------------------------------- 3. the loss column
+
+
+@exercise("11")
+def teacher_forced_loss(fn):
+    """fn(logits (T, V), ids (T,)) -> float: mean over t < T-1 of -log softmax(logits[t])[ids[t+1]]."""
+    rng = np.random.default_rng(3)
+    T, V = 9, 7
+    logits = rng.normal(size=(T, V)) * 2
+    ids = rng.integers(0, V, size=T)
+    logp = F.log_softmax(logits)
+    want = -logp[np.arange(T - 1), ids[1:]].mean()
+    got = fn(logits.copy(), ids.copy())
+    if np.ndim(got) != 0:
+        raise CheckFailed(f"return one number (the mean loss), got shape {np.shape(got)}.")
+    _diagnose("loss", float(got), want, {
+        "logits[t] predicts the NEXT token, ids[t+1], not ids[t]": -logp[np.arange(T), ids].mean(),
+        "take the log of the softmax (log_softmax) of the logits, not the raw logits":
+            -logits[np.arange(T - 1), ids[1:]].mean(),
+        "average over the T-1 predictions, do not sum them": -logp[np.arange(T - 1), ids[1:]].sum(),
+        "the last position has no next token: average over t < T-1 only":
+            -np.concatenate([logp[np.arange(T - 1), ids[1:]], [0.0]]).mean(),
+    })
