@@ -316,7 +316,7 @@ def compare(model="tiny", prompt: str | None = None, peers=PEERS, length: int = 
     rwkv_note = ""
     if isinstance(model, str):
         name = "tiny shipped RWKV-4" if model == "tiny" else f"RWKV-4 {model}"
-        rwkv_note = "the shipped checkpoint (3000 training steps)" if model == "tiny" else "loaded checkpoint"
+        rwkv_note = "the shipped checkpoint" if model == "tiny" else "loaded checkpoint"
         tokenizer = tokenizer or load_tokenizer(model if model == "tiny" else _tokenizer_source(model))
         model = load(model, backend=backend, progress=progress)
     else:

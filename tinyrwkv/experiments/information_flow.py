@@ -22,9 +22,10 @@ Restoring at (l, i) leaves layer l's outputs before i corrupted, and everything 
 recomputed from the patched sequence. Rows of tokens *before* the subject can restore nothing
 (the corruption is downstream of them), which is a built-in sanity check.
 
-With the tiny shipped char-level model (no Eiffel Tower in its tales) the same method runs on a
-fact from its corpus: "In the lighthouse lived a keeper named " -> "T" (Tobias), the subject
-being "lighthouse".
+With the tiny shipped char-level model (no Eiffel Tower in its tales) the same method runs on
+something a character model must carry along the sequence: whether a quotation is open. After
+'He smiled. "The sea is yours again.' it expects the closing '"', and the only evidence is the
+opening '"' 24 characters earlier: that one character is the "subject" we corrupt.
 
 Figure: ``information_flow.png``. Numbers: P(answer) clean, corrupted, and the best restoring place.
 
@@ -45,7 +46,7 @@ from ._plotting import figure
 
 # (prompt, subject to corrupt, answer) for the real Pile model and for the tiny tales model.
 REAL_PROMPT = ("The Eiffel Tower is located in the city of", "Eiffel Tower", " Paris")
-TINY_PROMPT = ("In the lighthouse lived a keeper named ", "lighthouse", "T")
+TINY_PROMPT = ('He smiled. "The sea is yours again.', '"', '"')     # is a quotation open? only its first " says so
 NOISE_SCALE = 3.0        # noise std = 3 x the std of the embedding matrix (Meng et al. use 3 sigma)
 
 
@@ -182,7 +183,8 @@ def plot_trace(result: dict, label: str = "", path=None, fig=None):
     ax = fig.subplots()
     im = ax.imshow(R, cmap="Purples", aspect="auto", vmin=min(R.min(), result["corrupted"]),
                    vmax=max(R.max(), result["clean"]))
-    names = [(repr(t)[1:-1] + (" *" if i in result["subject_positions"] else "")) for i, t in enumerate(result["tokens"])]
+    shown = [repr(t)[1:-1].replace(" ", "\u2423") for t in result["tokens"]]        # a space shows as the open box
+    names = [name + (" *" if i in result["subject_positions"] else "") for i, name in enumerate(shown)]
     ax.set_yticks(np.arange(T), names, fontsize=8)
     ax.set_xticks(np.arange(L))
     ax.set_xlabel("layer whose output and state at that token are restored")
