@@ -269,7 +269,9 @@ class Comparison:
             med = np.array([np.median(run["ms"][max(0, i - half):i + half + 1]) for i in range(self.length)])
             ax_time.plot(t, med, label=name)
             loss = run["loss"][:-1]
-            ax_loss.plot(t[:-1], np.cumsum(loss) / np.arange(1, len(loss) + 1), label=f"{name}" + (f" ({self.steppers[name].note})" if self.steppers[name].note else ""))
+            note = self.steppers[name].note
+            ax_loss.plot(t[:-1], np.cumsum(loss) / np.arange(1, len(loss) + 1),
+                         label=name + (f" ({note})" if note else ""))
         ax_state.set_yscale("log")
         ax_state.set_title("State carried between tokens")
         ax_state.set_ylabel("floats in the state (log scale)")
@@ -359,7 +361,8 @@ def _tokenizer_source(model_source: str):
 def add_arguments(p) -> None:
     """``tinyrwkv compare``'s options (registered in tinyrwkv/cli.py)."""
     p.add_argument("prompt", nargs="?", default=None,
-                   help="text to continue (default: 'The fox ' with the tiny model, the Eiffel Tower sentence otherwise)")
+                   help="text to continue (default: 'The fox ' with the tiny model, the Eiffel Tower "
+                        "sentence otherwise)")
     p.add_argument("--model", default="tiny", help="'tiny' (shipped), or a repo id / folder / checkpoint file")
     p.add_argument("--tokenizer", default=None, help="tokenizer.json or folder (default: beside the model)")
     p.add_argument("--peers", default="gpt,lstm", help="comma-separated: gpt, lstm (default: both)")

@@ -64,7 +64,8 @@ def decay_summary(fn):
             swapped,
         "summarise the half-lives ln 2 / exp(time_decay), not the raw time_decay values":
             np.stack([td.min(axis=1), np.median(td, axis=1), td.max(axis=1)], axis=1),
-        "the middle column is the median, not the mean": np.stack([h.min(axis=1), h.mean(axis=1), h.max(axis=1)], axis=1),
+        "the middle column is the median, not the mean":
+            np.stack([h.min(axis=1), h.mean(axis=1), h.max(axis=1)], axis=1),
     })
 
 
@@ -90,7 +91,8 @@ def top_p_filter(fn):
         order = np.argsort(-probs)
         if kept_got.sum() == kept_want.sum() - 1 and set(np.flatnonzero(kept_got)) <= set(np.flatnonzero(kept_want)):
             raise CheckFailed(f"p={p}: keep the token that makes the total reach p too; you stop one token early "
-                              f"(kept {np.flatnonzero(kept_got).tolist()}, expected {np.flatnonzero(kept_want).tolist()}).")
+                              f"(kept {np.flatnonzero(kept_got).tolist()}, "
+                              f"expected {np.flatnonzero(kept_want).tolist()}).")
         n_kept = int(kept_got.sum())
         if 0 < n_kept < len(logits) and set(np.flatnonzero(kept_got)) == set(order[::-1][:n_kept]):
             raise CheckFailed(f"p={p}: you kept the LEAST likely tokens: sort by probability, largest first.")

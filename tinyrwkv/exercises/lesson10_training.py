@@ -43,7 +43,8 @@ def rwkv4_time_decay_init(fn):
             _diagnose(f"time_decay of layer {layer} of {n_layer} (C = {C})", got, want, {
                 "the layer ratio is layer / (n_layer - 1), running from 0 at the first layer to 1 at the last":
                     _curve(layer, n_layer, C, layer_ratio=layer / n_layer),
-                "the channel ratio is i / (C - 1), running from 0 to exactly 1": _curve(layer, n_layer, C, channel_ratio=i / C),
+                "the channel ratio is i / (C - 1), running from 0 to exactly 1":
+                    _curve(layer, n_layer, C, channel_ratio=i / C),
                 "the exponent grows with depth: 0.7 + 1.3 * layer / (n_layer - 1)":
                     _curve(layer, n_layer, C, layer_ratio=1 - layer / (n_layer - 1)),
                 "this is w; the checkpoint stores time_decay, and w = -exp(time_decay)": -np.exp(want),
@@ -120,7 +121,8 @@ def adam_update(fn):
         _diagnose(f"(p, m, v) at step t={t}", got, want, {
             "undo the zero start of the moments: m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)":
                 _adam_variant(*args, bias_correction=False),
-            "divide by the square root of v_hat (the RMS of the gradient), not by v_hat": _adam_variant(*args, sqrt=False),
+            "divide by the square root of v_hat (the RMS of the gradient), not by v_hat":
+                _adam_variant(*args, sqrt=False),
             "eps goes outside the square root: sqrt(v_hat) + eps": _adam_variant(*args, eps_inside=True),
             "t is the number of this step (1 on the first): use beta^t, not beta^(t-1) or beta^(t+1)":
                 _adam_variant(*args, t_offset=1) if t == 1 else _adam_variant(*args, t_offset=-1),
