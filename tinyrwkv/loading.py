@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import warnings
 from typing import Optional
 
 from .checkpoints import read_checkpoint
@@ -57,7 +58,9 @@ def find_local_model(repo_id: str = REAL_169M, cache_dir=None):
             raise FileNotFoundError(f"{MODEL_ENV}={env}: no such file or folder")
         return path
     try:
-        from huggingface_hub import try_to_load_from_cache
+        with warnings.catch_warnings():          # in Jupyter without ipywidgets, tqdm.auto warns on import
+            warnings.simplefilter("ignore")
+            from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
     config = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir)
