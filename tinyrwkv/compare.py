@@ -20,7 +20,7 @@ and then each model continues the prompt greedily (its outputs, side by side).
 
 The peers are sized like the RWKV: with the tiny shipped RWKV (char-level, small_tales) they are
 the GPT and LSTM of ``tinyrwkv.experiments.training_curves`` (the same parameter count), briefly
-trained here on the same corpus (``train_steps``; the shipped RWKV had 3000 steps, so their
+trained here on the same corpus (``train_steps``; the shipped RWKV trained far longer, so their
 outputs are worse for that reason too, as the table says). With any other RWKV checkpoint (e.g.
 the real 169M) the peers have its width, depth and vocabulary but random weights: their times
 and state sizes are real, their text is noise, and the table says "untrained".
