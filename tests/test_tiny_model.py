@@ -105,3 +105,12 @@ def test_saved_curves_draw(tmp_path):
         # equal size: within 1% of the RWKV's parameter count
         assert abs(curve["params"] - saved["models"]["RWKV-4"]["params"]) < 0.01 * curve["params"]
         assert numbers[label]["best_val"] < numbers["baselines"]["bigram"]
+
+
+def test_compared_models_have_equal_size_and_the_schedule_warms_up_then_decays():
+    models = training_curves.build_models(61)
+    counts = {label: m.num_parameters() for label, m in models.items()}
+    assert max(counts.values()) - min(counts.values()) < 0.001 * counts["RWKV-4"], counts
+    sched = training_curves.WarmupCosine(models["LSTM"].parameters(), peak_lr=1e-3, total=100, warmup=10)
+    assert sched.lr_at(0) == pytest.approx(1e-4) and sched.lr_at(9) == pytest.approx(1e-3)
+    assert sched.lr_at(55) == pytest.approx(0.55e-3) and sched.lr_at(100) == pytest.approx(1e-4)
