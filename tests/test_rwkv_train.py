@@ -90,7 +90,7 @@ def test_gradients_equal_torch_autograd_on_transformers(dtype, tol):
     """Same weights in transformers' RwkvForCausalLM (its CPU WKV, autograd through it).
 
     transformers' CPU WKV loop runs in float32 even for a float64 model, so float64 agrees to
-    ~1e-7 relative (measured 4e-8), not 1e-12; float32 agrees to ~1e-6 (measured 1e-6).
+    ~1e-7 relative (measured 5e-8), not 1e-12; float32 agrees to ~1e-6 (measured 1.4e-6).
     """
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
