@@ -398,4 +398,4 @@ check.rwkv_channel_mix(rwkv_channel_mix)
 # mean of all values so far. (3) Read `wkv_backward` in `tinyrwkv/kernels/wkv_numpy.py`: training
 # runs the same recurrence backwards.
 #
-# Next: [07 · The real RWKV-4 169M](07_rwkv_169m.ipynb). Load the released weights and look at the decays it learned.
+# Next: [07 · The real RWKV-4 169M](07_real_rwkv.ipynb). Load the released weights and look at the decays it learned.

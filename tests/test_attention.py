@@ -98,3 +98,10 @@ def test_multihead_bad_shapes_name_the_expected_shape():
         mha.forward(x.astype(np.int64), x, x)
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadAttention(10, 3)
+
+
+def test_attention_keeps_float32():
+    """A float64 numpy scalar in attention once turned every later layer float64 (31x slower)."""
+    q = np.ones((1, 2, 4), np.float32)
+    y, w = scaled_dot_product_attention(q, q, q)
+    assert y.dtype == np.float32 and w.dtype == np.float32

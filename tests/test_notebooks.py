@@ -5,6 +5,7 @@ The diff-friendly source of each lesson is ``lessons/NN_topic.py`` (jupytext per
 stripped, so learners can open it directly. Fast mode (TINYRWKV_FAST=1) shrinks sizes and steps.
 """
 import os
+import re
 import pathlib
 import time
 
@@ -52,3 +53,13 @@ def test_notebook_runs_top_to_bottom(nb_path, tmp_path):
         os.environ.update(env_before)
     print(f"{nb_path.name}: {elapsed:.1f} s")
     assert elapsed < BUDGET_S
+
+
+def test_links_between_lessons_point_to_real_notebooks():
+    missing = []
+    for src in LESSONS.glob("[0-9][0-9]_*.py"):
+        for target in set(re.findall(r"\(([0-9][0-9]_[A-Za-z0-9_]+\.ipynb)\)", src.read_text())):
+            if not (LESSONS / target).exists():
+                missing.append(f"{src.name} -> {target}")
+    assert not missing, f"links to lessons that do not exist: {missing}"
+

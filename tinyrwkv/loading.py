@@ -58,8 +58,8 @@ def find_local_model(repo_id: str = REAL_169M, cache_dir=None):
             raise FileNotFoundError(f"{MODEL_ENV}={env}: no such file or folder")
         return path
     try:
-        with warnings.catch_warnings():          # in Jupyter without ipywidgets, tqdm.auto warns on import
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings():          # huggingface_hub imports tqdm.auto, which warns in
+            warnings.simplefilter("ignore")      # Jupyter when ipywidgets is absent
             from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None

@@ -111,7 +111,7 @@ def train(model, batches: Callable, steps: int, *, optimizer="adam", lr=1e-3, cl
 
     bar = None
     if progress and sys.stderr.isatty():
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         bar = tqdm(total=steps, desc=f"train {type(model).__name__}", unit="step", leave=False)
 
     start = time.perf_counter()

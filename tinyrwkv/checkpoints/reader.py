@@ -150,7 +150,7 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
     config["source"] = str(source)
     config["dtype"] = _dtype_summary(tensors[name] for name in table.values())
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     # read in file order, so the disk streams forward
     order = sorted(table, key=lambda internal: (str(tensors[table[internal]].file), tensors[table[internal]].offset))
     total_bytes = sum(tensors[table[name]].numel * tensors[table[name]].itemsize for name in order)

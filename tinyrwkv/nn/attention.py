@@ -19,6 +19,8 @@ so each head can look for something different; its parameters use torch's names 
 """
 from __future__ import annotations
 
+import math
+
 from typing import NamedTuple
 
 import numpy as np
@@ -57,7 +59,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     Returns (y (..., Tq, Dv), weights (..., Tq, Tk)); the weights are the heatmap a learner plots
     and all the backward pass needs beside q, k, v.
     """
-    scale = 1.0 / np.sqrt(q.shape[-1])
+    scale = 1.0 / math.sqrt(q.shape[-1])       # a Python float: keeps float32 inputs float32
     scores = (q @ np.swapaxes(k, -1, -2)) * scale                # (..., Tq, Tk)
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
@@ -78,7 +80,7 @@ def scaled_dot_product_attention_backward(dy, q, k, v, weights):
     dy: (..., Tq, Dv). With S = q k^T * scale and P = softmax(S), y = P v:
     dv = P^T dy,  dP = dy v^T,  dS = softmax_backward(dP, P),  dq = dS k * scale,  dk = dS^T q * scale.
     """
-    scale = 1.0 / np.sqrt(q.shape[-1])
+    scale = 1.0 / math.sqrt(q.shape[-1])       # a Python float: keeps float32 inputs float32
     dweights = dy @ np.swapaxes(v, -1, -2)                       # (..., Tq, Tk)
     dv = np.swapaxes(weights, -1, -2) @ dy                        # (..., Tk, Dv)
     dscores = F.softmax_backward(dweights, weights, axis=-1) * scale   # (..., Tq, Tk)
