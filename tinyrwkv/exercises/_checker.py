@@ -10,10 +10,22 @@ Writing a check (one per exercise, in ``tinyrwkv/exercises/lessonNN_topic.py``):
     def lstm_cell(fn):
         h, c = fn(x, h0, c0, ...)
         expect_shape("h", h, (2, 4))
-        expect_close("h", h, reference_h)
+        expect_close("h", h, reference_h, mistakes={
+            "h = o * tanh(c): squash the cell before the output gate.": h_without_tanh,
+        })
 
 The decorator registers the check under its function name (``EXERCISES``) together with its
 lesson number; solutions live in ``lessons/solutions/NN_*.py`` under the same name.
+
+The helpers a check raises through (each fails with a ``CheckFailed`` the learner reads):
+
+    expect_shape(what, got, shape)              exactly this shape
+    expect_close(what, got, want, mistakes=...) this value; a wrong answer equal to a known mistake's
+                                                result fails with that mistake's message instead
+    expect_tuple(out, n, names)                 a tuple (or list) of n values, named in the message
+    expect_true(cond, message)                  anything else
+    matches(got, want)                          the test behind expect_close, as a bool, for a check
+                                                that spots a mistake in its own way
 """
 from __future__ import annotations
 
@@ -88,8 +100,25 @@ def expect_shape(what: str, got, shape: tuple):
         raise CheckFailed(f"{what} should have shape {tuple(shape)}, but has shape {tuple(got_shape)}.")
 
 
-def expect_close(what: str, got, want, atol=1e-6, rtol=1e-5):
-    """Fails unless arrays match in shape and value; the message shows where they differ most."""
+def matches(got, want, atol=1e-6, rtol=1e-5) -> bool:
+    """True when ``got`` has ``want``'s shape, is finite, and is close to it (np.allclose)."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    return (got.shape == want.shape and bool(np.all(np.isfinite(got)))
+            and bool(np.allclose(got, want, atol=atol, rtol=rtol)))
+
+
+def expect_close(what: str, got, want, atol=1e-6, rtol=1e-5, mistakes: dict | None = None):
+    """Fails unless arrays match in shape and value; the message shows where they differ most.
+
+    mistakes: message -> the answer a typical mistake gives, or a list of such answers that share
+    the message. When ``got`` is wrong but matches one of them, the failure names that mistake
+    (``"{what} is wrong: {message}"``) instead of pointing at an index.
+    """
+    if mistakes and not matches(got, want, atol, rtol):
+        for message, wrong in mistakes.items():
+            for candidate in (wrong if isinstance(wrong, list) else [wrong]):
+                if matches(got, candidate, atol, rtol):
+                    raise CheckFailed(f"{what} is wrong: {message}")
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     expect_shape(what, got, want.shape)
@@ -100,6 +129,13 @@ def expect_close(what: str, got, want, atol=1e-6, rtol=1e-5):
         i = np.unravel_index(int(np.argmax(err)), err.shape) if err.ndim else ()
         raise CheckFailed(f"{what} is wrong: at index {tuple(int(j) for j in i)} you have {got[i]:.6g}, "
                           f"expected {want[i]:.6g} (max abs error {err.max():.3g}).")
+
+
+def expect_tuple(out, n: int, names: str):
+    """Fails unless ``out`` is a tuple (or list) of ``n`` values; ``names`` lists them for the message."""
+    expect_true(isinstance(out, (tuple, list)) and len(out) == n,
+                f"return a tuple of {n} arrays ({names}), got {type(out).__name__}"
+                + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
 
 
 def expect_true(cond: bool, message: str):

@@ -14,8 +14,7 @@ import numpy as np
 from ..data.corpus import load_corpus
 from ..models.rwkv import RWKV, RWKVConfig
 from ..nn import functional as F
-from ._checker import CheckFailed, expect_true, exercise
-from .lesson04_seq2seq import _diagnose
+from ._checker import CheckFailed, expect_close, expect_true, exercise
 
 # --------------------------------------------------------------------------- 1. characters -> ids
 
@@ -63,7 +62,7 @@ def softmax_with_temperature(fn):
     for tau in (1.0, 0.5, 2.0):
         want = F.softmax(logits / tau)
         got = np.asarray(fn(logits.copy(), tau), dtype=np.float64)
-        _diagnose(f"probabilities at temperature {tau}", got, want, {
+        expect_close(f"probabilities at temperature {tau}", got, want, mistakes={
             "divide the logits by the temperature, do not multiply": F.softmax(logits * tau),
             "the temperature is missing: softmax(logits / temperature)": F.softmax(logits),
             "these do not sum to 1: divide by the sum of the exponentials": np.exp(logits / tau - np.max(logits / tau)),
@@ -74,7 +73,7 @@ def softmax_with_temperature(fn):
     if not np.all(np.isfinite(got)):
         raise CheckFailed("with logits near 1000 you get NaN or inf: e^1000 overflows. Subtract the largest "
                           "scaled logit before np.exp (the softmax does not change).")
-    _diagnose("probabilities for logits near 1000", got, F.softmax(big / 0.5), {})
+    expect_close("probabilities for logits near 1000", got, F.softmax(big / 0.5))
 
 
 # --------------------------------------------------------------------------- 3. greedy decoding

@@ -15,32 +15,7 @@ import numpy as np
 
 from ..models.rnn import RNNLayer
 from ..nn import clip_grad_norm
-from ._checker import CheckFailed, expect_close, expect_shape, expect_true, exercise
-
-
-def _matches(got, want, atol=1e-6, rtol=1e-5) -> bool:
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    return (got.shape == want.shape and bool(np.all(np.isfinite(got)))
-            and bool(np.allclose(got, want, atol=atol, rtol=rtol)))
-
-
-def _diagnose(what, got, want, mistakes: dict, atol=1e-6, rtol=1e-5):
-    """expect_close, but first: if ``got`` equals a known wrong answer, say which mistake it is.
-
-    mistakes: message -> the wrong answer, or a list of wrong answers that share the message.
-    """
-    if not _matches(got, want, atol, rtol):
-        for message, wrong in mistakes.items():
-            for candidate in (wrong if isinstance(wrong, list) else [wrong]):
-                if _matches(got, candidate, atol, rtol):
-                    raise CheckFailed(f"{what} is wrong: {message}")
-    expect_close(what, got, want, atol=atol, rtol=rtol)
-
-
-def _expect_tuple(out, n: int, names: str):
-    expect_true(isinstance(out, (tuple, list)) and len(out) == n,
-                f"return a tuple of {n} arrays ({names}), got {type(out).__name__}"
-                + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
+from ._checker import CheckFailed, expect_close, expect_shape, expect_true, expect_tuple, exercise, matches
 
 
 def _rnn_step_inputs(seed=101, B=3, D=4, H=5):
@@ -68,7 +43,7 @@ def rnn_cell(fn):
     got = fn(x.copy(), h_prev.copy(), w_ih, w_hh, b_ih, b_hh)
     expect_shape("h", got, want.shape)
     pre = x @ w_ih.T + b_ih + h_prev @ w_hh.T + b_hh
-    _diagnose("h", got, want, {
+    expect_close("h", got, want, mistakes={
         "you forgot the tanh (h is the pre-activation).": pre,
         "you left out b_hh (torch has two biases, b_ih and b_hh; add both).": np.tanh(pre - b_hh),
         "you left out b_ih (torch has two biases, b_ih and b_hh; add both).": np.tanh(pre - b_ih),
@@ -93,7 +68,7 @@ def rnn_cell_backward(fn):
     want = {"dx": want_dx, "dh_prev": want_dh_prev, "dw_ih": g["w_ih"], "dw_hh": g["w_hh"], "db": g["b_ih"]}
 
     out = fn(dh.copy(), x.copy(), h_prev.copy(), h.copy(), w_ih, w_hh)
-    _expect_tuple(out, 5, "dx, dh_prev, dw_ih, dw_hh, db")
+    expect_tuple(out, 5, "dx, dh_prev, dw_ih, dw_hh, db")
     got = dict(zip(want, out))
     for name in want:
         expect_shape(name, got[name], want[name].shape)
@@ -115,7 +90,7 @@ def rnn_cell_backward(fn):
     for name, formula in formulas.items():
         hints = {message: formula(d) for message, d in wrong_dpre.items()}
         hints.update(extra.get(name, {}))
-        _diagnose(name, got[name], want[name], hints)
+        expect_close(name, got[name], want[name], mistakes=hints)
 
 
 # --------------------------------------------------------------------------- 3. gradient clipping
@@ -136,14 +111,14 @@ def clip_by_global_norm(fn):
         want = {k: g.copy() for k, g in grads.items()}
         want_norm = clip_grad_norm(want, max_norm)                        # tinyrwkv's, in place on the copies
         out = fn({k: g.copy() for k, g in grads.items()}, max_norm)
-        _expect_tuple(out, 2, "the clipped dict and the norm before clipping")
+        expect_tuple(out, 2, "the clipped dict and the norm before clipping")
         clipped, norm = out
         expect_true(isinstance(clipped, dict) and set(clipped) == set(grads),
                     f"the first return value must be a dict with the same keys {sorted(grads)}")
         total_after = np.sqrt(sum(float(np.sum(np.asarray(g) ** 2)) for g in clipped.values()))
-        if situation == "above" and not _matches(norm, want_norm) and _matches(norm, total_after):
+        if situation == "above" and not matches(norm, want_norm) and matches(norm, total_after):
             raise CheckFailed("return the global norm measured BEFORE clipping (it is what you log to spot spikes).")
-        _diagnose(f"the norm ({situation} max_norm)", norm, want_norm, {
+        expect_close(f"the norm ({situation} max_norm)", norm, want_norm, mistakes={
             "the global norm is sqrt(sum of squares over ALL arrays), not the sum of per-array norms.":
                 sum(np.linalg.norm(g) for g in grads.values()),
             "that is the squared norm: take the square root.": want_norm ** 2,
@@ -155,7 +130,7 @@ def clip_by_global_norm(fn):
             if situation == "below":
                 hints["when the global norm is already below max_norm, leave the gradients unchanged."] = \
                     grads[k] * max_norm / want_norm
-            _diagnose(f"clipped[{k!r}] ({situation} max_norm)", clipped[k], want[k], hints)
+            expect_close(f"clipped[{k!r}] ({situation} max_norm)", clipped[k], want[k], mistakes=hints)
 
 
 # --------------------------------------------------------------------------- 4. the BPTT product
@@ -211,7 +186,7 @@ def jacobian_norms(fn):
 
     spectral = lambda P: np.linalg.norm(P, 2)  # noqa: E731
     jac = lambda t: (1 - hs[t] ** 2)[:, None] * w_hh  # noqa: E731
-    _diagnose("the result", got, want, {
+    expect_close("the result", got, want, mistakes={
         "you left out the tanh derivative: each step's Jacobian is diag(1 - h_t**2) @ w_hh, not w_hh alone.":
             products(lambda t: w_hh, spectral),
         "the tanh derivative at step t uses h_t (that step's output), not h_{t-1}.":

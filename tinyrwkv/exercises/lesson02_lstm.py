@@ -14,8 +14,7 @@ import numpy as np
 
 from ..models.lstm import LSTM, LSTMLayer
 from ..nn import functional as F
-from ._checker import CheckFailed, expect_shape, expect_true, exercise
-from .lesson01_rnn import _diagnose, _expect_tuple
+from ._checker import CheckFailed, expect_close, expect_shape, expect_true, expect_tuple, exercise
 
 
 def _lstm_step_inputs(seed=201, B=3, D=4, H=5):
@@ -51,7 +50,7 @@ def lstm_cell(fn):
     params = tuple(layer.params[k].copy() for k in ("w_ih", "w_hh", "b_ih", "b_hh"))
     (want_h, want_c), _ = layer.cell(x, (h_prev, c_prev))
     out = fn(x.copy(), h_prev.copy(), c_prev.copy(), *params)
-    _expect_tuple(out, 2, "h, c")
+    expect_tuple(out, 2, "h, c")
     h, c = out
     expect_shape("h", h, want_h.shape)
     expect_shape("c", c, want_c.shape)
@@ -68,7 +67,7 @@ def lstm_cell(fn):
         hints["you left out the forget gate: c = f * c_prev + i * g."] = wrong(use_f=False)[k]
         if name == "h":
             hints["h = o * tanh(c): squash the cell before the output gate."] = wrong(tanh_on_c=False)[0]
-        _diagnose(name, got, want, hints)
+        expect_close(name, got, want, mistakes=hints)
 
 
 # --------------------------------------------------------------------------- 2. the cell's gradient
@@ -86,7 +85,7 @@ def lstm_dc_prev(fn):
     layer.zero_grad()
     got = fn(dh.copy(), dc.copy(), f.copy(), o.copy(), c.copy())
     expect_shape("dc_prev", got, want.shape)
-    _diagnose("dc_prev", got, want, {
+    expect_close("dc_prev", got, want, mistakes={
         "c_t reaches the loss twice, directly (dc) and through h_t = o * tanh(c_t): add dh * o * (1 - tanh(c)**2) "
         "to dc before multiplying by f.": dc * f,
         "through h = o * tanh(c) the derivative is o * (1 - tanh(c)**2): you left out the tanh's derivative.":

@@ -16,8 +16,7 @@ from ..models.gru import GRU, GRULayer
 from ..models.lstm import LSTM
 from ..models.rnn import RNN
 from ..nn import functional as F
-from ._checker import CheckFailed, expect_shape, expect_true, exercise
-from .lesson01_rnn import _diagnose, _expect_tuple
+from ._checker import CheckFailed, expect_close, expect_shape, expect_true, expect_tuple, exercise
 
 
 def _gru_step_inputs(seed=301, B=3, D=4, H=5):
@@ -68,7 +67,7 @@ def gru_cell(fn):
     def wrong(**mistake):
         return _gru_variant(x, h_prev, *params, **mistake)
 
-    _diagnose("h", got, want, {
+    expect_close("h", got, want, mistakes={
         "h = (1 - z) * n + z * h_prev: z is the share of the OLD state kept (you swapped z and 1 - z).":
             wrong(swap_interpolation=True),
         "the gates are stacked in torch's order r, z, n: rows [0:H] reset, [H:2H] update, [2H:3H] candidate.":
@@ -94,7 +93,7 @@ def gru_hold_biases(fn):
     layer, rng = _hold_test_layer()
     H = layer.hidden_size
     out = fn(H)
-    _expect_tuple(out, 2, "b_ih, b_hh")
+    expect_tuple(out, 2, "b_ih, b_hh")
     b_ih, b_hh = (np.asarray(b, dtype=np.float64) for b in out)
     expect_shape("b_ih", b_ih, (3 * H,))
     expect_shape("b_hh", b_hh, (3 * H,))

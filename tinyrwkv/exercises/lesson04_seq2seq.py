@@ -16,21 +16,7 @@ import numpy as np
 from ..models.decoding import length_penalty
 from ..models.seq2seq import AdditiveAttention
 from ..nn import functional as F
-from ._checker import CheckFailed, expect_close, expect_shape, exercise
-
-
-def _matches(got, want, atol=1e-6) -> bool:
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    return got.shape == want.shape and bool(np.all(np.isfinite(got))) and bool(np.allclose(got, want, atol=atol, rtol=1e-5))
-
-
-def _diagnose(what, got, want, mistakes: dict):
-    """expect_close, but first: if ``got`` equals a known wrong answer, say which mistake it is."""
-    if not _matches(got, want):
-        for message, wrong in mistakes.items():
-            if _matches(got, wrong):
-                raise CheckFailed(f"{what} is wrong: {message}")
-    expect_close(what, got, want)
+from ._checker import CheckFailed, expect_close, expect_shape, exercise, matches
 
 
 # --------------------------------------------------------------------------- 1. additive attention
@@ -62,7 +48,7 @@ def additive_attention(fn):
     got_w, got_c = out
     expect_shape("weights", got_w, want_w.shape)
     pre = query @ W_q.T + b_q + memory @ W_k.T                    # (S, A) before the tanh
-    _diagnose("weights", got_w, want_w, {
+    expect_close("weights", got_w, want_w, mistakes={
         "did you forget the tanh? score_j = v . tanh(W_q q + b_q + W_k m_j)": F.softmax(pre @ v),
         "did you forget the bias b_q inside the tanh?": F.softmax(np.tanh(query @ W_q.T + memory @ W_k.T) @ v),
         "these are the raw scores; the weights are their softmax over the S source positions": np.tanh(pre) @ v,
@@ -71,7 +57,7 @@ def additive_attention(fn):
         raise CheckFailed(f"context has shape {np.shape(got_c)}, the attention size: the context is the weighted "
                           f"sum of the memory rows m_j (S, Hm), not of the projected keys W_k m_j.")
     expect_shape("context", got_c, want_c.shape)
-    _diagnose("context", got_c, want_c, {
+    expect_close("context", got_c, want_c, mistakes={
         "the context is the weighted *sum* of the memory rows, sum_j weights_j m_j, not their plain mean":
             memory.mean(axis=0),
     })
@@ -101,7 +87,7 @@ def masked_softmax(fn):
     got = fn(scores.copy(), mask.copy())
     expect_shape("weights", got, want.shape)
     after = F.softmax(scores, axis=-1) * mask
-    _diagnose("weights", got, want, {
+    expect_close("weights", got, want, mistakes={
         "you masked after the softmax, so the real positions no longer sum to 1: mask the scores "
         "first (PAD -> -inf), then take the softmax": after,
         "the PAD positions should get weight 0: set their scores to -inf before the softmax": F.softmax(scores, axis=-1),
@@ -128,7 +114,7 @@ def length_normalised_score(fn):
         want = logprob / length_penalty(length, alpha)
         got = fn(logprob, length, alpha)
         expect_shape(f"score({logprob}, {length}, {alpha})", got, ())
-        _diagnose(f"score(logprob={logprob}, length={length}, alpha={alpha})", got, want, {
+        expect_close(f"score(logprob={logprob}, length={length}, alpha={alpha})", got, want, mistakes={
             "lp is (5 + |Y|)^alpha divided by (5 + 1)^alpha; you forgot the division by 6^alpha":
                 logprob / (5.0 + length) ** alpha,
             "GNMT does not divide by the length itself but by lp = ((5 + |Y|) / 6)^alpha":
@@ -167,11 +153,11 @@ def beam_expand(fn):
     for name, got in (("rows", got_rows), ("tokens", got_tokens), ("totals", got_totals)):
         expect_shape(name, got, (beam_size,))
     per_row = np.array([next_logprobs[r].max() + beam_logprobs[r] for r in range(K)])
-    if _matches(np.sort(got_totals), np.sort(per_row)):
+    if matches(np.sort(got_totals), np.sort(per_row)):
         raise CheckFailed("you kept the best token of each beam; beam search keeps the best beam_size (beam, token) "
                           "pairs over all K x V candidates at once (a beam may keep several children, or none).")
     no_prefix = _reference_beam_expand(np.zeros(K), next_logprobs, beam_size)
-    if _matches(got_totals, no_prefix[2]):
+    if matches(got_totals, no_prefix[2]):
         raise CheckFailed("a candidate's score is the beam's log-probability so far PLUS the new token's: "
                           "totals = beam_logprobs[:, None] + next_logprobs.")
     expect_close("totals", got_totals, totals)

@@ -17,7 +17,6 @@ from ..models.transformer import sinusoidal_positions
 from ..nn import functional as F
 from ..nn.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from ._checker import CheckFailed, expect_close, expect_shape, exercise
-from .lesson04_seq2seq import _diagnose
 
 
 def _qkv(T=5, D=4, Dv=3, seed=7):
@@ -49,7 +48,7 @@ def causal_attention(fn):
     scale, lower = 1 / np.sqrt(D), causal_mask(T)
     scores = q @ k.T * scale
     e = np.exp(np.where(lower, scores, -np.inf) - np.where(lower, scores, -np.inf).max(axis=0, keepdims=True))
-    _diagnose("weights", got_w, want_w, {
+    expect_close("weights", got_w, want_w, mistakes={
         "did you forget to divide the scores by sqrt(D)?": _attention_with(q, k, v, lower, 1.0)[1],
         "divide by sqrt(D), not by D": _attention_with(q, k, v, lower, 1.0 / D)[1],
         "the mask is upside down: query i may see keys j <= i (np.tril), not the future (np.triu)":
@@ -59,7 +58,9 @@ def causal_attention(fn):
         "the softmax runs over the keys (axis -1), so each query's weights sum to 1": e / e.sum(axis=0, keepdims=True),
     })
     expect_shape("y", got_y, want_y.shape)
-    _diagnose("y", got_y, want_y, {"y is weights @ v (the values), not weights @ k": want_w @ k[:, :v.shape[1]]})
+    expect_close("y", got_y, want_y, mistakes={
+        "y is weights @ v (the values), not weights @ k": want_w @ k[:, :v.shape[1]],
+    })
 
 
 # --------------------------------------------------------------------------- 2. positional encoding
@@ -79,7 +80,7 @@ def sinusoidal_encoding(fn):
     wrong_exp = np.empty((T, C))
     freq_i = 1.0 / 10000.0 ** (np.arange(C // 2) / C)             # i / C instead of 2i / C
     wrong_exp[:, 0::2], wrong_exp[:, 1::2] = np.sin(p * freq_i), np.cos(p * freq_i)
-    _diagnose("PE", got, want, {
+    expect_close("PE", got, want, mistakes={
         "sin and cos are swapped: even channels (0, 2, ...) get sin, odd channels get cos": swapped,
         "the channels interleave (sin, cos, sin, cos ...); you put all the sines first, then all the cosines":
             np.concatenate([np.sin(p * freq), np.cos(p * freq)], axis=1),
@@ -116,7 +117,7 @@ def kv_cache_step(fn):
         expect_shape(f"y at token {t}", y, (D,))
         past_only = (np.zeros(D) if t == 0 else
                      _attention_with(q[t:t + 1], k[:t], v[:t], np.ones((1, t), bool), 1 / np.sqrt(D))[0][0])
-        _diagnose(f"y at token {t} (full-forward row {t})", y, want_y[t], {
+        expect_close(f"y at token {t} (full-forward row {t})", y, want_y[t], mistakes={
             "did you forget to divide the scores by sqrt(D)?":
                 _attention_with(q[t:t + 1], k[:t + 1], v[:t + 1], np.ones((1, t + 1), bool), 1.0)[0][0],
             "append the new key and value to the cache BEFORE attending: a token also attends to itself":
@@ -139,7 +140,7 @@ def split_heads(fn):
         raise CheckFailed(f"the result has shape {(B, T, H, E // H)}: after the reshape to (B, T, H, E/H), move "
                           "the head axis before time (transpose(0, 2, 1, 3)) so each head is a (T, E/H) sequence.")
     expect_shape("heads", got, want.shape)
-    _diagnose("heads", got, want, {
+    expect_close("heads", got, want, mistakes={
         "a plain reshape to (B, H, T, E/H) mixes time steps into heads: reshape to (B, T, H, E/H), then transpose":
             x.reshape(B, H, T, E // H),
         "head h owns a contiguous block of features (h*E/H ...), not every H-th feature":

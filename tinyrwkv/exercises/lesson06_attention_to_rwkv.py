@@ -16,8 +16,7 @@ import numpy as np
 from ..kernels.wkv_numpy import stable_step, wkv_closed_form
 from ..models.rwkv import channel_mix, token_shift
 from ..nn import functional as F
-from ._checker import CheckFailed, expect_shape, exercise
-from .lesson04_seq2seq import _diagnose
+from ._checker import CheckFailed, expect_close, expect_shape, exercise
 
 # --------------------------------------------------------------------------- 1. WKV closed form
 
@@ -44,7 +43,7 @@ def wkv_one_channel(fn):
     want = wkv_closed_form(np.array([w]), np.array([u]), k[None, :, None], v[None, :, None])[0, :, 0]
     got = fn(w, u, k.copy(), v.copy())
     expect_shape("wkv", got, (T,))
-    _diagnose("wkv", got, want, {
+    expect_close("wkv", got, want, mistakes={
         "the current token's weight is e^(u + k_t): you left out the bonus u": _wkv_variant(w, u, k, v, bonus=False),
         "token i < t is (t-1-i) steps back, not (t-i): the most recent past token is not decayed at all":
             _wkv_variant(w, u, k, v, distance_offset=0),
@@ -98,7 +97,7 @@ def wkv_stable_step(fn):
         raise CheckFailed("your step produced inf or NaN: k and pp are about 95 here and e^95 overflows float32. "
                           "Subtract the larger exponent first (p = max(...)), so every exp() sees a number <= 0.")
     with np.errstate(over="ignore", invalid="ignore"):
-        _diagnose("(y, aa, bb, pp)", got, want, {
+        expect_close("(y, aa, bb, pp)", got, want, mistakes={
             "the bonus u is for the output only: the state adds e^k v, not e^(u+k) v":
                 _step_variant(*args64, bonus_in_state=True),
             "the state must decay before the new token is added: compare pp + w with k, not pp with k":
@@ -119,7 +118,7 @@ def rwkv_token_shift(fn):
     want = token_shift(x, x_prev)
     got = fn(x.copy(), x_prev.copy())
     expect_shape("shifted x", got, x.shape)
-    _diagnose("shifted x", got, want, {
+    expect_close("shifted x", got, want, mistakes={
         "position 0 gets x_prev, the last x of the previous chunk (or of the state), not zeros":
             np.concatenate([np.zeros_like(x_prev)[:, None], x[:, :-1]], axis=1),
         "you shifted the wrong way: position t must hold the *previous* token x[:, t-1], not the next one":
@@ -153,7 +152,7 @@ def rwkv_channel_mix(fn):
         return gate(mr @ W_r.T) * (act(mk @ W_k.T) @ W_v.T)
 
     xx = token_shift(x[None], x_prev[None])[0]
-    _diagnose("channel-mix output", got, want, {
+    expect_close("channel-mix output", got, want, mistakes={
         "the activation is the *squared* ReLU, relu(k)^2": variant(act=F.relu),
         "the receptance gate is sigmoid(r), multiplied in; you left it out": variant(gate=lambda r: 1.0),
         "mu weighs the current token: mu * x_t + (1 - mu) * x_{t-1}, not the other way round":

@@ -14,8 +14,7 @@ import numpy as np
 
 from ..experiments.decay_spectrum import half_life as _half_life
 from ..generation import top_p_filter as _top_p_filter
-from ._checker import CheckFailed, expect_shape, exercise
-from .lesson04_seq2seq import _diagnose
+from ._checker import CheckFailed, expect_close, expect_shape, exercise
 
 
 def _time_decays(L=4, C=9, seed=7):
@@ -33,7 +32,7 @@ def half_life(fn):
     got = np.asarray(fn(td.copy()), dtype=np.float64)
     expect_shape("half-life", got, td.shape)
     w = -np.exp(td)
-    _diagnose("half-life", got, _half_life(td), {
+    expect_close("half-life", got, _half_life(td), mistakes={
         "use the decay w = -exp(time_decay), not time_decay itself: h = ln 2 / exp(time_decay)": np.log(2) / np.abs(td),
         "1 / exp(time_decay) is the time to shrink by a factor e; halving takes ln 2 times that": 1.0 / -w,
         "a contribution shrinks by e^w per token, so e^{w h} = 1/2 gives h = ln 2 / (-w), not ln 2 * (-w)":
@@ -59,7 +58,7 @@ def decay_summary(fn):
         raise CheckFailed(f"shape {got.shape}: summarise each layer over its channels (axis=1), giving (L, 3).")
     expect_shape("summary", got, want.shape)
     swapped = np.stack([h.max(axis=1), np.median(h, axis=1), h.min(axis=1)], axis=1)
-    _diagnose("summary", got, want, {
+    expect_close("summary", got, want, mistakes={
         "shortest and longest are swapped: the largest time_decay is the fastest channel (the shortest half-life)":
             swapped,
         "summarise the half-lives ln 2 / exp(time_decay), not the raw time_decay values":

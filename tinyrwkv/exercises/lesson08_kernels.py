@@ -15,7 +15,6 @@ import numpy as np
 
 from ..kernels import wkv_numpy
 from ._checker import CheckFailed, expect_close, expect_shape, exercise
-from .lesson04_seq2seq import _diagnose
 
 # --------------------------------------------------------------------------- 1. one thread's loop
 
@@ -83,7 +82,7 @@ def max_trick_add(fn):
         raise CheckFailed("m has inf or NaN: e^800 overflows even float64. Every exp() must see a number <= 0: "
                           "compute only e^(p1 - p) and e^(p2 - p) with p = max(p1, p2), never e^p1 or e^(p - p1).")
     expect_close("p", p, p_want)
-    _diagnose("m", m, m_want, {
+    expect_close("m", m, m_want, mistakes={
         "m1 and m2 are in different units (e^p1 and e^p2): bring both to units of e^p before adding":
             m1 + m2,
         "rescale m1 too: m = m1 e^(p1 - p) + m2 e^(p2 - p) (p1 is not always the larger one)":

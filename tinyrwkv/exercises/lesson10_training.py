@@ -16,8 +16,7 @@ from ..models.rwkv import RWKVConfig
 from ..models.rwkv_train import init_rwkv4_params
 from ..models.transformer import GPT
 from ..nn import Adam
-from ._checker import CheckFailed, expect_shape, exercise
-from .lesson04_seq2seq import _diagnose
+from ._checker import CheckFailed, expect_close, expect_shape, exercise
 
 # --------------------------------------------------------------------------- 1. the decay curve at init
 
@@ -40,7 +39,7 @@ def rwkv4_time_decay_init(fn):
             got = np.asarray(fn(layer, n_layer, C), dtype=np.float64)
             expect_shape(f"time_decay of layer {layer}", got, (C,))
             i = np.arange(C)
-            _diagnose(f"time_decay of layer {layer} of {n_layer} (C = {C})", got, want, {
+            expect_close(f"time_decay of layer {layer} of {n_layer} (C = {C})", got, want, mistakes={
                 "the layer ratio is layer / (n_layer - 1), running from 0 at the first layer to 1 at the last":
                     _curve(layer, n_layer, C, layer_ratio=layer / n_layer),
                 "the channel ratio is i / (C - 1), running from 0 to exactly 1":
@@ -118,7 +117,7 @@ def adam_update(fn):
             raise CheckFailed("at t=1 you divide by zero: t is the number of this step (1 on the first), so the "
                               "bias correction is 1 - beta^t = 1 - beta, not 1 - beta^(t-1) = 0.")
         args = (p, g, m, v, t, lr, b1, b2, eps)
-        _diagnose(f"(p, m, v) at step t={t}", got, want, {
+        expect_close(f"(p, m, v) at step t={t}", got, want, mistakes={
             "undo the zero start of the moments: m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)":
                 _adam_variant(*args, bias_correction=False),
             "divide by the square root of v_hat (the RMS of the gradient), not by v_hat":

@@ -17,8 +17,7 @@ from ..models.lstm import LSTMLanguageModel
 from ..models.rwkv import RWKV, RWKVConfig
 from ..models.transformer import GPT
 from ..nn import functional as F
-from ._checker import CheckFailed, exercise
-from .lesson04_seq2seq import _diagnose
+from ._checker import CheckFailed, expect_close, exercise
 
 # --------------------------------------------------------------------------- 1. counting the state
 
@@ -129,7 +128,7 @@ def teacher_forced_loss(fn):
     got = fn(logits.copy(), ids.copy())
     if np.ndim(got) != 0:
         raise CheckFailed(f"return one number (the mean loss), got shape {np.shape(got)}.")
-    _diagnose("loss", float(got), want, {
+    expect_close("loss", float(got), want, mistakes={
         "logits[t] predicts the NEXT token, ids[t+1], not ids[t]": -logp[np.arange(T), ids].mean(),
         "take the log of the softmax (log_softmax) of the logits, not the raw logits":
             -logits[np.arange(T - 1), ids[1:]].mean(),
