@@ -4,32 +4,16 @@ Blanks are taken from the lessons themselves: cells tagged ``exercise`` in ``les
 (the jupytext source of each notebook) define the learner's function with
 ``raise NotImplementedError``; solutions sit in ``lessons/solutions/NN_*.py`` under the same name.
 """
-import importlib.util
-import pathlib
 import re
 
 import pytest
 
+from exercise_checks import LESSONS, load_solutions
 from tinyrwkv.exercises import EXERCISES
-
-LESSONS = pathlib.Path(__file__).resolve().parents[1] / "lessons"
 
 
 def lesson_sources():
     return sorted(p for p in LESSONS.glob("[0-9][0-9]_*.py"))
-
-
-def load_module(path):
-    spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def solution_for(lesson):
-    found = sorted((LESSONS / "solutions").glob(f"{lesson}_*.py"))
-    assert found, f"no solutions file lessons/solutions/{lesson}_*.py for lesson {lesson}"
-    return load_module(found[0])
 
 
 def exercise_cells(path):
@@ -42,7 +26,7 @@ def exercise_cells(path):
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_solution_passes(name):
     lesson, check = EXERCISES[name]
-    fn = getattr(solution_for(lesson), name, None)
+    fn = getattr(load_solutions(lesson), name, None)
     assert fn is not None, f"lessons/solutions/{lesson}_*.py has no function {name!r}"
     result = check(fn, verbose=False)
     assert result.ok, str(result)

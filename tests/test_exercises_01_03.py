@@ -4,34 +4,16 @@
 meets wrong answers a learner could write (a forgotten bias, the wrong gate order, an off-by-one
 state), and must fail with a message that points at the mistake.
 """
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
+from exercise_checks import fails_with, load_solutions
 from tinyrwkv.exercises import check
-
-SOLUTIONS = pathlib.Path(__file__).resolve().parents[1] / "lessons" / "solutions"
-
-
-def load_solutions(stem):
-    spec = importlib.util.spec_from_file_location(f"solutions_{stem}", SOLUTIONS / f"{stem}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def fails_with(result, *fragments):
-    """The check failed, and its message contains every fragment (case-insensitive)."""
-    assert not result.ok, f"{result.name} accepted a wrong answer"
-    for fragment in fragments:
-        assert fragment.lower() in result.message.lower(), f"{result.name}: {result.message!r} lacks {fragment!r}"
 
 
 # =========================================================================== lesson 01: the RNN
 
-S01 = load_solutions("01_rnn")
+S01 = load_solutions("01")
 
 
 @pytest.mark.parametrize("mistake,hint", [
@@ -43,7 +25,7 @@ S01 = load_solutions("01_rnn")
     (lambda x, h, wi, wh, bi, bh: np.tanh(x @ wi.T + bi + h @ wh + bh), "h is wrong"),           # W_hh not transposed
 ])
 def test_rnn_cell_catches(mistake, hint):
-    fails_with(check.rnn_cell(mistake, verbose=False), hint)
+    fails_with(check.rnn_cell, mistake, hint)
 
 
 def _rnn_backward_with(dpre_of, dh_prev_of=None, dw_hh_of=None, db_of=None):
@@ -70,7 +52,7 @@ right_dpre = lambda dh, h, h_prev: dh * (1 - h ** 2)  # noqa: E731
     (lambda dh, x, h_prev, h, w_ih, w_hh: S01.rnn_cell_backward(dh, x, h_prev, h, w_ih, w_hh)[:4], "tuple of 5"),
 ])
 def test_rnn_cell_backward_catches(mistake, hint):
-    fails_with(check.rnn_cell_backward(mistake, verbose=False), hint)
+    fails_with(check.rnn_cell_backward, mistake, hint)
 
 
 def clip_per_array(grads, max_norm):
@@ -101,7 +83,7 @@ def clip_sum_of_norms(grads, max_norm):
     (lambda grads, max_norm: S01.clip_by_global_norm(grads, max_norm)[0], "tuple of 2"),
 ])
 def test_clip_by_global_norm_catches(mistake, hint):
-    fails_with(check.clip_by_global_norm(mistake, verbose=False), hint)
+    fails_with(check.clip_by_global_norm, mistake, hint)
 
 
 def jacobian_norms_with(jacobian, norm=lambda P: np.linalg.norm(P, 2), latest_left=True):
@@ -128,7 +110,7 @@ right_jacobian = lambda w, hs, t: (1 - hs[t] ** 2)[:, None] * w  # noqa: E731
     (lambda w_hh, hs: S01.jacobian_norms(w_hh, hs) * 2, "identity"),
 ])
 def test_jacobian_norms_catches(mistake, hint):
-    fails_with(check.jacobian_norms(mistake, verbose=False), hint)
+    fails_with(check.jacobian_norms, mistake, hint)
 
 
 def test_jacobian_reference_is_the_explicit_product():
@@ -143,7 +125,7 @@ def test_jacobian_reference_is_the_explicit_product():
 
 # =========================================================================== lesson 02: the LSTM
 
-S02 = load_solutions("02_lstm")
+S02 = load_solutions("02")
 
 
 def lstm_cell_with(order="ifgo", tanh_on_c=True, use_i=True, use_f=True, biases=("b_ih", "b_hh")):
@@ -170,7 +152,7 @@ def lstm_cell_with(order="ifgo", tanh_on_c=True, use_i=True, use_f=True, biases=
     (lambda *args: S02.lstm_cell(*args)[0], "tuple of 2"),
 ])
 def test_lstm_cell_catches(mistake, hint):
-    fails_with(check.lstm_cell(mistake, verbose=False), hint)
+    fails_with(check.lstm_cell, mistake, hint)
 
 
 @pytest.mark.parametrize("mistake,hint", [
@@ -182,7 +164,7 @@ def test_lstm_cell_catches(mistake, hint):
     (lambda dh, dc, f, o, c: ((dc + dh * o * (1 - np.tanh(c) ** 2)) * f).sum(0), "should have shape (3, 5)"),
 ])
 def test_lstm_dc_prev_catches(mistake, hint):
-    fails_with(check.lstm_dc_prev(mistake, verbose=False), hint)
+    fails_with(check.lstm_dc_prev, mistake, hint)
 
 
 @pytest.mark.parametrize("mistake,hint", [
@@ -193,12 +175,12 @@ def test_lstm_dc_prev_catches(mistake, hint):
     (lambda D, H, L: S02.lstm_num_params(D, H, L) + 0.5, "whole number"),
 ])
 def test_lstm_num_params_catches(mistake, hint):
-    fails_with(check.lstm_num_params(mistake, verbose=False), hint)
+    fails_with(check.lstm_num_params, mistake, hint)
 
 
 # =========================================================================== lesson 03: the GRU
 
-S03 = load_solutions("03_gru")
+S03 = load_solutions("03")
 
 
 def gru_cell_with(**mistake):
@@ -235,7 +217,7 @@ def gru_cell_cho(x, h_prev, w_ih, w_hh, b_ih, b_hh):
     (lambda x, h, wi, wh, bi, bh: S03.gru_cell(x, h, wi, wh, bi, np.zeros_like(bh)), "h is wrong"),
 ])
 def test_gru_cell_catches(mistake, hint):
-    fails_with(check.gru_cell(mistake, verbose=False), hint)
+    fails_with(check.gru_cell, mistake, hint)
 
 
 def biases_on_block(block, value):
@@ -255,7 +237,7 @@ def biases_on_block(block, value):
     (lambda H: np.zeros(3 * H), "tuple of 2"),
 ])
 def test_gru_hold_biases_catches(mistake, hint):
-    fails_with(check.gru_hold_biases(mistake, verbose=False), hint)
+    fails_with(check.gru_hold_biases, mistake, hint)
 
 
 def count_with(gates=None, biases=2, upper_reads_both=True, directions_count=True, upper_input_is_d=False):
@@ -279,4 +261,4 @@ def count_with(gates=None, biases=2, upper_reads_both=True, directions_count=Tru
     (lambda kind, D, H, L=1, bi=False: S03.recurrent_num_params(kind, D, H, L, bi) - 1, "expected"),
 ])
 def test_recurrent_num_params_catches(mistake, hint):
-    fails_with(check.recurrent_num_params(mistake, verbose=False), hint)
+    fails_with(check.recurrent_num_params, mistake, hint)

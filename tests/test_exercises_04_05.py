@@ -6,17 +6,9 @@ wrong triangle, sin/cos swapped, a reshape without the transpose ...), and the c
 with a message that points at the mistake.
 """
 import numpy as np
-import pytest
 
+from exercise_checks import fails_with
 from tinyrwkv.exercises import check
-
-
-def fails_with(check_fn, fn, *needles):
-    result = check_fn(fn, verbose=False)
-    assert not result.ok, f"{result.name} accepted a wrong answer"
-    for needle in needles:
-        assert needle.lower() in result.message.lower(), f"{result.name}: {needle!r} not in {result.message!r}"
-    return result
 
 
 def softmax(x, axis=-1):

@@ -8,15 +8,8 @@ values in the KV cache ...), and the check must fail with a message that points 
 """
 import numpy as np
 
+from exercise_checks import fails_with
 from tinyrwkv.exercises import check
-
-
-def fails_with(check_fn, fn, *needles):
-    result = check_fn(fn, verbose=False)
-    assert not result.ok, f"{result.name} accepted a wrong answer"
-    for needle in needles:
-        assert needle.lower() in result.message.lower(), f"{result.name}: {needle!r} not in {result.message!r}"
-    return result
 
 
 def sigmoid(x):

@@ -1,0 +1,35 @@
+"""Helpers shared by the exercise tests (``test_exercises*.py``).
+
+* ``load_solutions(lesson)``: the module ``lessons/solutions/NN_*.py`` of lesson "NN".
+* ``fails_with(check_fn, fn, *needles)``: ``check_fn`` rejects ``fn`` with a message that contains
+  every needle (case-insensitive), i.e. it names the mistake ``fn`` makes.
+"""
+import importlib.util
+import pathlib
+
+LESSONS = pathlib.Path(__file__).resolve().parents[1] / "lessons"
+SOLUTIONS = LESSONS / "solutions"
+
+
+def load_module(path: pathlib.Path):
+    """Executes a Python file outside any package and returns it as a module."""
+    spec = importlib.util.spec_from_file_location(f"solutions_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_solutions(lesson: str):
+    """The solutions of lesson ``lesson`` ("01"): ``lessons/solutions/01_*.py``, loaded as a module."""
+    found = sorted(SOLUTIONS.glob(f"{lesson}_*.py"))
+    assert found, f"no solutions file lessons/solutions/{lesson}_*.py for lesson {lesson}"
+    return load_module(found[0])
+
+
+def fails_with(check_fn, fn, *needles):
+    """Runs ``check_fn(fn)`` quietly; it must fail, and its message must contain every needle."""
+    result = check_fn(fn, verbose=False)
+    assert not result.ok, f"{result.name} accepted a wrong answer"
+    for needle in needles:
+        assert needle.lower() in result.message.lower(), f"{result.name}: {needle!r} not in {result.message!r}"
+    return result
