@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="numba", help="tinyrwkv's WKV backend (default numba)")
     p.add_argument("--tiny", action="store_true", help="a 2-layer 64-wide model instead of 169M (smoke test)")
     p.add_argument("--workdir", default=None, help="where to write the random checkpoints (default: a temp dir)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for every implementation (BLAS, OpenMP, Numba, torch); default: all cores")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -181,7 +183,11 @@ def _run_worker_subprocess(name, path, args, vocab_size) -> dict:
     cmd = [sys.executable, "-m", "tinyrwkv.bench", "--worker", name, "--path", str(path),
            "--prompt-length", str(args.prompt_length), "--decode-tokens", str(args.decode_tokens),
            "--repeats", str(args.repeats), "--backend", args.backend, "--vocab-size", str(vocab_size)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if args.threads:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            env[var] = str(args.threads)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"error": last}
@@ -193,8 +199,8 @@ def _run_worker_subprocess(name, path, args, vocab_size) -> dict:
 
 def run(args) -> dict:
     """Writes the checkpoints, runs every implementation ``rounds`` times in turn, keeps the best."""
-    for name in ("decode_tokens", "prompt_length", "repeats", "rounds"):
-        if getattr(args, name) < 1:
+    for name in ("decode_tokens", "prompt_length", "repeats", "rounds", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     config = TINY if args.tiny else REAL_169M
     names = list(args.only) if args.only else (["tinyrwkv"] if args.no_peers else list(IMPLEMENTATIONS))
@@ -221,14 +227,14 @@ def run(args) -> dict:
                         best[k] = max(best.get(k, 0.0), got[k])
                     best["version"] = got["version"]
     return {"config": config, "prompt_length": args.prompt_length, "decode_tokens": args.decode_tokens,
-            "threads": os.cpu_count(), "results": results, "skipped": skipped}
+            "threads": args.threads or os.cpu_count(), "results": results, "skipped": skipped}
 
 
 def format_table(report: dict) -> str:
     c, res = report["config"], report["results"]
     ours = res.get("tinyrwkv", {})
     lines = [f"RWKV-4 {c['n_layer']} layers x {c['n_embd']}, vocab {c['vocab_size']}, random weights, float32, "
-             f"{report['threads']} CPU cores; best of rounds x repeats",
+             f"{report['threads']} threads; best of rounds x repeats",
              f"{'':24s}{'decode tok/s':>14s}{str(report['prompt_length']) + '-token prompt tok/s':>26s}"]
     for name, r in res.items():
         label = f"{name} {r.get('version', '')}".strip()

@@ -64,8 +64,10 @@ def apply_penalties(logits, seen_ids, repetition_penalty=1.0, presence_penalty=0
     logits: (V,). Returns a new array; the input is not modified.
     """
     logits = np.array(logits, dtype=np.float32)
+    if repetition_penalty == 1.0 and presence_penalty == 0.0:
+        return logits
     ids = np.unique(np.fromiter(seen_ids, dtype=np.int64))
-    if ids.size == 0 or (repetition_penalty == 1.0 and presence_penalty == 0.0):
+    if ids.size == 0:
         return logits
     picked = logits[ids]
     if repetition_penalty != 1.0:
