@@ -2,9 +2,12 @@
 
 * ``torch_parity``: our stack vs torch.nn.RNN/LSTM/GRU with copied weights: outputs, final states,
   and gradients of the input, the initial state and every parameter.
+* ``torch_parity_random_sizes``: the same at small odd sizes drawn from a seed.
 * ``gradcheck_*``: finite differences in float64 for the cell, a sequence layer, a stack and an LM.
+* ``bad_input_names_expected_shapes``: wrong shapes and dtypes fail with messages naming them.
 """
 import numpy as np
+import pytest
 
 from tinyrwkv.nn import gradcheck, numerical_gradient, relative_error
 
@@ -55,6 +58,15 @@ def torch_parity(stack_cls, torch_cls, *, D, H, num_layers, bidirectional, B, T,
     for our_name, torch_name in ours.torch_names().items():
         diffs[f"grad {torch_name}"] = np.abs(grads[our_name] - torch_params[torch_name].grad.numpy()).max()
     return {k: float(v) for k, v in diffs.items()}
+
+
+def torch_parity_random_sizes(stack_cls, torch_cls, *, num_layers, bidirectional, seed):
+    """``torch_parity`` in float64 with B, T, D, H each drawn from 1..6 by ``seed``: unequal sizes
+    catch a transposed weight, size 1 catches a squeezed axis."""
+    rng = np.random.default_rng(seed)
+    B, T, D, H = (int(v) for v in rng.integers(1, 7, size=4))
+    return torch_parity(stack_cls, torch_cls, D=D, H=H, num_layers=num_layers, bidirectional=bidirectional,
+                        B=B, T=T, seed=seed)
 
 
 def _check_inputs(loss, arrays: dict, analytic: dict, tol=GRADCHECK_TOL):
@@ -184,3 +196,29 @@ def learns_copy_task(lm_cls, steps=700, seed=0):
     model = lm_cls(task.vocab_size, hidden_size=48, embed_dim=16, rng=np.random.default_rng(seed))
     train(model, task.batches(32), steps, lr=0.02, seed=seed, progress=False)
     return task.accuracy(model)
+
+
+def bad_input_names_expected_shapes(layer_cls, stack_cls, lm_cls):
+    """Wrong input shapes, dtypes and states fail with a message naming the class, the expected shape
+    and what came instead; so do a bidirectional step, zero layers and ids of the wrong rank."""
+    name = layer_cls.__name__
+    layer = layer_cls(3, 4, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=rf"{name} input \(B, T, D\): expected shape \(\*, \*, 3\), got \(2, 5, 2\)"):
+        layer.forward(np.zeros((2, 5, 2), np.float32))
+    with pytest.raises(TypeError, match=f"{name} input: expected a float array, got dtype int64"):
+        layer.forward(np.zeros((2, 5, 3), np.int64))
+    with pytest.raises(ValueError, match=rf"{name}.cell input: expected shape \(\*, 3\), got \(2, 1, 3\)"):
+        layer.cell(np.zeros((2, 1, 3), np.float32), layer.zero_state(2))
+    with pytest.raises(ValueError, match=r"state h: expected shape \(2, 4\), got \(3, 4\)"):
+        layer.cell(np.zeros((2, 3), np.float32), tuple(np.zeros((3, 4), np.float32) for _ in layer.state_names))
+    with pytest.raises(ValueError, match=r"dy: expected shape \(2, 5, 4\)"):
+        _, _, cache = layer.forward(np.zeros((2, 5, 3), np.float32))
+        layer.backward(np.zeros((2, 5, 3), np.float32), cache)
+    with pytest.raises(ValueError, match="bidirectional stack cannot run one step"):
+        bi = stack_cls(3, 4, bidirectional=True, rng=np.random.default_rng(0))
+        bi.step(np.zeros((1, 3), np.float32), bi.init_state(1))
+    with pytest.raises(ValueError, match="num_layers must be >= 1"):
+        stack_cls(3, 4, num_layers=0)
+    lm = lm_cls(5, hidden_size=4, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"step ids \(B,\): expected shape \(\*\), got \(1, 1\)"):
+        lm.step(np.array([[1]]), lm.init_state(1))

@@ -1,8 +1,9 @@
 """GRU: torch.nn.GRU parity (stacked, bidirectional), finite differences, step == forward, bad input, learning."""
 import numpy as np
 import pytest
-from recurrent_checks import (gradcheck_cell, gradcheck_language_model, gradcheck_layer, gradcheck_stack,
-                              learns_char_lm, learns_copy_task, step_matches_forward, torch_parity)
+from recurrent_checks import (bad_input_names_expected_shapes, gradcheck_cell, gradcheck_language_model,
+                              gradcheck_layer, gradcheck_stack, learns_char_lm, learns_copy_task,
+                              step_matches_forward, torch_parity, torch_parity_random_sizes)
 
 from tinyrwkv.models.gru import GRU, GRULanguageModel, GRULayer
 
@@ -10,10 +11,8 @@ from tinyrwkv.models.gru import GRU, GRULanguageModel, GRULayer
 @pytest.mark.parametrize("num_layers,bidirectional,seed", [(1, False, 0), (2, False, 1), (2, True, 2)])
 def test_matches_torch_float64(num_layers, bidirectional, seed):
     torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(seed)
-    B, T, D, H = (int(v) for v in rng.integers(1, 7, size=4))
-    diffs = torch_parity(GRU, torch.nn.GRU, D=D, H=H, num_layers=num_layers, bidirectional=bidirectional,
-                         B=B, T=T, seed=seed)
+    diffs = torch_parity_random_sizes(GRU, torch.nn.GRU, num_layers=num_layers, bidirectional=bidirectional,
+                                      seed=seed)
     assert max(diffs.values()) < 1e-12, diffs
 
 
@@ -44,26 +43,7 @@ def test_step_matches_forward():
 
 
 def test_bad_input_names_expected_shapes():
-    layer = GRULayer(3, 4, rng=np.random.default_rng(0))
-    with pytest.raises(ValueError, match=r"GRULayer input \(B, T, D\): expected shape \(\*, \*, 3\), got \(2, 5, 2\)"):
-        layer.forward(np.zeros((2, 5, 2), np.float32))
-    with pytest.raises(TypeError, match="GRULayer input: expected a float array, got dtype int64"):
-        layer.forward(np.zeros((2, 5, 3), np.int64))
-    with pytest.raises(ValueError, match=r"GRULayer.cell input: expected shape \(\*, 3\), got \(2, 1, 3\)"):
-        layer.cell(np.zeros((2, 1, 3), np.float32), layer.zero_state(2))
-    with pytest.raises(ValueError, match=r"state h: expected shape \(2, 4\), got \(3, 4\)"):
-        layer.cell(np.zeros((2, 3), np.float32), (np.zeros((3, 4), np.float32),))
-    with pytest.raises(ValueError, match=r"dy: expected shape \(2, 5, 4\)"):
-        _, _, cache = layer.forward(np.zeros((2, 5, 3), np.float32))
-        layer.backward(np.zeros((2, 5, 3), np.float32), cache)
-    with pytest.raises(ValueError, match="bidirectional stack cannot run one step"):
-        bi = GRU(3, 4, bidirectional=True, rng=np.random.default_rng(0))
-        bi.step(np.zeros((1, 3), np.float32), bi.init_state(1))
-    with pytest.raises(ValueError, match="num_layers must be >= 1"):
-        GRU(3, 4, num_layers=0)
-    lm = GRULanguageModel(5, hidden_size=4, rng=np.random.default_rng(0))
-    with pytest.raises(ValueError, match=r"step ids \(B,\): expected shape \(\*\), got \(1, 1\)"):
-        lm.step(np.array([[1]]), lm.init_state(1))
+    bad_input_names_expected_shapes(GRULayer, GRU, GRULanguageModel)
 
 
 def test_learns_the_char_corpus():

@@ -1,8 +1,9 @@
 """LSTM: torch.nn.LSTM parity (stacked, bidirectional), finite differences, masks, step, bad input."""
 import numpy as np
 import pytest
-from recurrent_checks import (gradcheck_cell, gradcheck_language_model, gradcheck_layer, gradcheck_stack,
-                              learns_char_lm, learns_copy_task, step_matches_forward, torch_parity)
+from recurrent_checks import (bad_input_names_expected_shapes, gradcheck_cell, gradcheck_language_model,
+                              gradcheck_layer, gradcheck_stack, learns_char_lm, learns_copy_task,
+                              step_matches_forward, torch_parity, torch_parity_random_sizes)
 
 from tinyrwkv.models.lstm import LSTM, LSTMLanguageModel, LSTMLayer
 
@@ -10,10 +11,8 @@ from tinyrwkv.models.lstm import LSTM, LSTMLanguageModel, LSTMLayer
 @pytest.mark.parametrize("num_layers,bidirectional,seed", [(1, False, 0), (3, False, 1), (2, True, 2)])
 def test_matches_torch_float64(num_layers, bidirectional, seed):
     torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(seed)
-    B, T, D, H = (int(v) for v in rng.integers(1, 7, size=4))
-    diffs = torch_parity(LSTM, torch.nn.LSTM, D=D, H=H, num_layers=num_layers, bidirectional=bidirectional,
-                         B=B, T=T, seed=seed)
+    diffs = torch_parity_random_sizes(LSTM, torch.nn.LSTM, num_layers=num_layers, bidirectional=bidirectional,
+                                      seed=seed)
     assert max(diffs.values()) < 1e-12, diffs
     assert "grad weight_hh_l0" in diffs and "d initial c" in diffs
 
@@ -89,6 +88,7 @@ def test_gradient_reaches_the_initial_state_without_outputs():
 
 
 def test_bad_input_names_expected_shapes():
+    bad_input_names_expected_shapes(LSTMLayer, LSTM, LSTMLanguageModel)
     layer = LSTMLayer(3, 4, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"expected shape \(\*, \*, 3\), got \(2, 5, 4\)"):
         layer.forward(np.zeros((2, 5, 4), np.float32))
