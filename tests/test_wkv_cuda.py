@@ -6,6 +6,7 @@ With TINYRWKV_REAL_GPU=1 the same tests run on the GPU, plus the ``gpu``-marked 
 shapes. The simulator runs the kernels as Python, so it cannot catch what only the CUDA compiler
 sees: ``test_kernels_compile_for_the_real_cuda_target`` lowers them for a real GPU (no GPU needed).
 """
+import functools
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from wkv_checks import assert_close, wkv_inputs
 
 from tinyrwkv.kernels import cuda_usable, get_wkv, wkv_numpy
 
@@ -22,23 +24,7 @@ if not cuda_usable():       # only when TINYRWKV_REAL_GPU=1 was set on a machine
 cuda_backend = get_wkv("cuda")       # the simulator in CI; a real GPU with TINYRWKV_REAL_GPU=1
 
 TOL = {np.float32: 2e-6, np.float64: 1e-12}
-
-
-def rand_inputs(B=2, T=8, C=6, seed=0, dtype=np.float32, key_scale=1.0):
-    rng = np.random.default_rng(seed)
-    w = -np.exp(rng.normal(size=C)).astype(dtype)
-    u = rng.normal(size=C).astype(dtype)
-    k = (key_scale * rng.normal(size=(B, T, C))).astype(dtype)
-    v = rng.normal(size=(B, T, C)).astype(dtype)
-    gy = rng.normal(size=(B, T, C)).astype(dtype)
-    return w, u, k, v, gy
-
-
-def assert_close(ours, ref, tol, what):
-    err = float(np.max(np.abs(ours - ref)))
-    scale = max(1.0, float(np.max(np.abs(ref))))
-    assert ours.dtype == ref.dtype, f"{what}: dtype {ours.dtype} != {ref.dtype}"
-    assert err <= tol * scale, f"{what}: max abs diff {err:.3g} (scale {scale:.3g})"
+rand_inputs = functools.partial(wkv_inputs, B=2, T=8, C=6)      # tiny: the simulator is slow
 
 
 # threads_per_block=8 with B*C = 12 threads: two blocks, the second one partly idle (the bounds check).

@@ -1,29 +1,14 @@
 """@njit WKV (forward, backward, step) equals the NumPy reference at real-ish shapes."""
+import functools
+
 import numpy as np
 import pytest
+from wkv_checks import assert_close, wkv_inputs
 
 from tinyrwkv.kernels import wkv_numba, wkv_numpy
 
 B, T, C = 2, 256, 64
-
-
-def rand_inputs(B=B, T=T, C=C, seed=0, dtype=np.float32, key_scale=1.0):
-    rng = np.random.default_rng(seed)
-    w = -np.exp(rng.normal(size=C)).astype(dtype)
-    u = rng.normal(size=C).astype(dtype)
-    k = (key_scale * rng.normal(size=(B, T, C))).astype(dtype)
-    v = rng.normal(size=(B, T, C)).astype(dtype)
-    gy = rng.normal(size=(B, T, C)).astype(dtype)
-    return w, u, k, v, gy
-
-
-def assert_close(ours, ref, tol, what):
-    """max |ours - ref| <= tol * max(1, max |ref|): absolute for O(1) values, relative for sums."""
-    err = float(np.max(np.abs(ours - ref)))
-    scale = max(1.0, float(np.max(np.abs(ref))))
-    assert ours.dtype == ref.dtype, what
-    assert err <= tol * scale, f"{what}: max abs diff {err:.3g} (scale {scale:.3g})"
-
+rand_inputs = functools.partial(wkv_inputs, B=B, T=T, C=C)
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 
