@@ -1,20 +1,14 @@
 """Transformer layers, the encoder-decoder and the GPT LM: torch twins, finite differences, KV cache, learning."""
 import numpy as np
 import pytest
+from translation_checks import beam1_is_greedy_and_beam4_no_worse, perturb, train_on_dates
 
 from tinyrwkv.data.translation import BOS, EOS, PAD, DateTask
-from tinyrwkv.models.decoding import beam_search, greedy_decode
 from tinyrwkv.models.transformer import GPT, DecoderLayer, EncoderLayer, Transformer, sinusoidal_positions
 from tinyrwkv.nn import functional as F
 from tinyrwkv.nn import gradcheck
 from tinyrwkv.nn.attention import causal_mask, padding_mask
 from tinyrwkv.training import train
-
-
-def perturb(model, rng, scale=0.1):
-    """Moves every parameter off its init (zero biases, unit norms) so gradient checks see generic values."""
-    for p in model.parameters().values():
-        p += rng.normal(size=p.shape).astype(p.dtype) * scale
 
 
 def test_sinusoidal_positions_formula():
@@ -172,11 +166,8 @@ def trained_translator():
     task = DateTask()
     model = Transformer(len(task.src_vocab), len(task.tgt_vocab), dim=48, n_heads=4, n_encoder_layers=2,
                         n_decoder_layers=2, ffn_dim=96, rng=np.random.default_rng(0))
-    test_pairs = task.pairs(200, seed=99)
-    translate = lambda src: greedy_decode(model, src, BOS, EOS, task.max_tgt_len)[0]   # noqa: E731
-    before = task.evaluate(translate, test_pairs)
-    history = train(model, task.batches(32), 250, lr=2e-3, seed=0, progress=False)
-    return task, model, test_pairs, before, task.evaluate(translate, test_pairs), history
+    pairs, before, after, history = train_on_dates(model, task, steps=250, lr=2e-3)
+    return task, model, pairs, before, after, history
 
 
 @pytest.mark.slow
@@ -191,17 +182,7 @@ def test_encoder_decoder_learns_dates(trained_translator):
 
 def test_beam_search_beam1_is_greedy_and_wider_beams_score_higher(trained_translator):
     task, model, pairs, *_ = trained_translator
-    src = task.encode_sources([s for s, _ in pairs[:12]])
-    ids, logp, attention = greedy_decode(model, src, BOS, EOS, task.max_tgt_len)
-    assert attention.shape == (12, ids.shape[1], src.shape[1])
-    for i, (source, _) in enumerate(pairs[:12]):
-        one = task.src_vocab.encode(source)
-        greedy_ids = [t for t in ids[i].tolist() if t != PAD]
-        b1 = beam_search(model, one, BOS, EOS, task.max_tgt_len, beam_size=1, alpha=0.0)[0]
-        assert b1["ids"] == greedy_ids and np.isclose(b1["logprob"], logp[i])
-        # Not a theorem (the greedy path can fall out of the beam), but on these inputs it holds:
-        b4 = beam_search(model, one, BOS, EOS, task.max_tgt_len, beam_size=4, alpha=0.0)
-        assert b4[0]["logprob"] >= logp[i] - 1e-5                   # float32: K rows vs B rows round differently
+    for b4 in beam1_is_greedy_and_beam4_no_worse(model, task, pairs[:12]):
         assert [h["score"] for h in b4] == sorted((h["score"] for h in b4), reverse=True)
 
 
