@@ -12,86 +12,45 @@ The numba.cuda rows run only on a real GPU, timed with the inputs already on the
 (``forward_on_device``, cuda.synchronize() after each run). Numba's CUDA simulator is never
 timed: it runs every CUDA thread as a Python thread, so its figures mean nothing.
 On a shared machine the figures are noisy: compare ratios within one run, not across runs.
+
+The measuring is ``tinyrwkv.experiments.kernel_ladder`` (the ladder behind figures/kernel_ladder.png
+and lesson 08); this script adds the table, any shape, a numba.cuda row with NumPy arrays in and out
+(the host <-> device copies included) and the prompt benchmark.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout without installing
 
-from tinyrwkv.kernels import real_gpu_present, wkv_numba, wkv_numpy  # noqa: E402
+from tinyrwkv.experiments.kernel_ladder import measure_ladder, median_ms, random_wkv_inputs  # noqa: E402
+from tinyrwkv.kernels import real_gpu_present  # noqa: E402
 
 
-def rand_inputs(B, T, C, seed=0):
-    rng = np.random.default_rng(seed)
-    w = -np.exp(rng.normal(size=C)).astype(np.float32)
-    u = rng.normal(size=C).astype(np.float32)
-    k, v, gy = (rng.normal(size=(B, T, C)).astype(np.float32) for _ in range(3))
-    return w, u, k, v, gy
+def label(name):
+    """The ladder's row names, spelled out for a table read without lesson 08."""
+    if name == "numpy":
+        return "numpy (Python loop over T)"
+    if name.startswith("@njit"):
+        return f"numba {name}"
+    return f"{name} (on device)"
 
 
-def median_ms(fn, repeats, sync=lambda: None):
-    """Median wall time of fn() in ms over ``repeats`` runs, after one untimed warm-up run."""
-    fn()
-    sync()
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        runs.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(runs))
-
-
-def cpu_rows(w, u, k, v, gy, repeats):
-    """(name, forward ms, backward ms) for NumPy, @njit on 1 thread and on all threads."""
-    import numba
-
-    rows = [("numpy (Python loop over T)",
-             median_ms(lambda: wkv_numpy.wkv_forward(w, u, k, v), repeats),
-             median_ms(lambda: wkv_numpy.wkv_backward(w, u, k, v, gy), repeats))]
-    all_threads = numba.get_num_threads()
-    for threads in sorted({1, all_threads}):
-        numba.set_num_threads(threads)
-        rows.append((f"numba @njit, {threads} thread{'s' if threads > 1 else ''}",
-                     median_ms(lambda: wkv_numba.wkv_forward(w, u, k, v), repeats),
-                     median_ms(lambda: wkv_numba.wkv_backward(w, u, k, v, gy), repeats)))
-    numba.set_num_threads(all_threads)
-    return rows
-
-
-def gpu_rows(w, u, k, v, gy, repeats):
-    """(name, forward ms, backward ms) for each numba.cuda version, inputs resident on the GPU."""
-    from numba import cuda
-
+def host_copy_row(shape, repeats):
+    """numba.cuda with NumPy arrays in and out: what a caller of get_wkv("cuda") sees, copies included."""
     from tinyrwkv.kernels import wkv_cuda
 
-    B, T, C = k.shape
-    d_w, d_u, d_k, d_v, d_gy = (cuda.to_device(a) for a in (w, u, k, v, gy))
-    aa, bb, pp = (cuda.to_device(s) for s in wkv_numpy.initial_state(B, C))
-    y, gk, gv = (cuda.device_array((B, T, C), np.float32) for _ in range(3))
-    gw, gu = cuda.device_array((B, C), np.float32), cuda.device_array((B, C), np.float32)
-    back_scratch = wkv_cuda.backward_scratch(B, T, C)
-    backward = median_ms(lambda: wkv_cuda.backward_on_device(d_w, d_u, d_k, d_v, d_gy, gw, gu, gk, gv,
-                                                             scratch=back_scratch), repeats, cuda.synchronize)
-    rows = []
-    for version in wkv_cuda.FORWARD_VERSIONS:
-        scratch = wkv_cuda.forward_scratch(B, T, C, np.float32, version)
-        forward = median_ms(lambda: wkv_cuda.forward_on_device(d_w, d_u, d_k, d_v, aa, bb, pp, y,
-                                                               version=version, scratch=scratch),
-                            repeats, cuda.synchronize)
-        rows.append((f"numba.cuda v{version} (on device)", forward, backward if version == 1 else None))
-    rows.append(("numba.cuda v2, NumPy in/out", median_ms(lambda: wkv_cuda.wkv_forward(w, u, k, v), repeats),
-                 median_ms(lambda: wkv_cuda.wkv_backward(w, u, k, v, gy), repeats)))
-    return rows
+    w, u, k, v, gy = random_wkv_inputs(*shape)
+    return ("numba.cuda v2, NumPy in/out", median_ms(lambda: wkv_cuda.wkv_forward(w, u, k, v), repeats),
+            median_ms(lambda: wkv_cuda.wkv_backward(w, u, k, v, gy), repeats))
 
 
 def print_table(shape, rows):
+    """rows: (name, forward ms, backward ms or None), the NumPy reference first."""
     base_f, base_b = rows[0][1], rows[0][2]
     print(f"\nWKV  B={shape[0]}  T={shape[1]}  C={shape[2]}  (float32; ms = median wall time)")
     print(f"  {'kernel':<34}{'forward ms':>12}{'x numpy':>9}{'backward ms':>13}{'x numpy':>9}")
@@ -141,10 +100,10 @@ def main(argv=None):
           + ("timing numba.cuda on the real GPU" if gpu else
              "no real GPU: numba.cuda rows skipped (the CUDA simulator is never timed)"))
     for shape in args.shapes:
-        w, u, k, v, gy = rand_inputs(*shape)
-        rows = cpu_rows(w, u, k, v, gy, args.repeats)
+        ladder = measure_ladder([shape], args.repeats, with_gpu=gpu)["x".join(map(str, shape))]
+        rows = [(label(name), row["forward_ms"], row["backward_ms"]) for name, row in ladder.items()]
         if gpu:
-            rows += gpu_rows(w, u, k, v, gy, args.repeats)
+            rows.append(host_copy_row(shape, args.repeats))
         print_table(shape, rows)
     if args.prompt:
         prompt_rows(args.prompt_len, max(1, args.repeats // 2))
