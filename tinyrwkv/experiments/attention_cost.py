@@ -20,9 +20,6 @@
 """
 from __future__ import annotations
 
-import argparse
-import json
-import pathlib
 import time
 import tracemalloc
 
@@ -32,6 +29,8 @@ from ..data.translation import BOS, EOS, DateTask
 from ..models.decoding import greedy_decode
 from ..models.seq2seq import GNMT
 from ..models.transformer import GPT, Transformer
+from ._cli import experiment_main
+from ._plotting import finish, output_folder
 
 VOCAB = 64          # a char-level vocabulary's size; the cost barely depends on it
 WIDTH = 64          # model width (RNN hidden size, GPT dim) for the cost comparison
@@ -73,6 +72,18 @@ def _peak_bytes(fn):
         tracemalloc.stop()
 
 
+def per_token_cost(run, lengths, repeats, rng) -> dict:
+    """Runs ``run(ids)`` on random ids (T,) for each T in ``lengths``, after a short warm-up:
+    {"ms_per_token": best wall time of ``repeats`` runs / T, "peak_mib": tracemalloc's peak of one run}."""
+    ms, peak = [], []
+    for T in lengths:
+        ids = rng.integers(0, VOCAB, size=T)
+        run(ids[:4])                                         # warm-up (first-call allocations)
+        ms.append(1000 * _best_time(lambda: run(ids), repeats) / T)
+        peak.append(_peak_bytes(lambda: run(ids)) / 2**20)
+    return {"ms_per_token": ms, "peak_mib": peak}
+
+
 def measure_cost(lengths, repeats=3, seed=0) -> dict:
     """Time per generated token (ms) and memory (carried floats, peak MiB) for each T in ``lengths``."""
     rng = np.random.default_rng(seed)
@@ -91,14 +102,9 @@ def measure_cost(lengths, repeats=3, seed=0) -> dict:
 
     out = {"lengths": list(lengths), "notes": notes, "width": WIDTH, "layers": LAYERS}
     for name, (run, carried) in runners.items():
-        ms, floats, peak = [], [], []
-        for T in lengths:
-            ids = rng.integers(0, VOCAB, size=T)
-            run(ids[:4])                                         # warm-up (first-call allocations)
-            ms.append(1000 * _best_time(lambda: run(ids), repeats) / T)
-            floats.append(int(carried(T)))
-            peak.append(_peak_bytes(lambda: run(ids)) / 2**20)
-        out[name] = {"ms_per_token": ms, "carried_floats": floats, "peak_mib": peak}
+        cost = per_token_cost(run, lengths, repeats, rng)
+        out[name] = {"ms_per_token": cost["ms_per_token"], "carried_floats": [int(carried(T)) for T in lengths],
+                     "peak_mib": cost["peak_mib"]}
     return out
 
 
@@ -127,8 +133,7 @@ def plot_cost(cost, path):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle(f"Generating T tokens, batch 1, width {cost['width']}, {cost['layers']} layers (NumPy, CPU)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    finish(fig, path, dpi=120)
 
 
 # --------------------------------------------------------------------------- 2. heatmaps
@@ -175,8 +180,7 @@ def plot_heatmaps(trained, path, sources):
             ax.set_ylabel("generated character")
             ax.set_title(f"{title}\n'{source}' -> '{task.tgt_vocab.decode(ids[0])}'", fontsize=9)
             fig.colorbar(im, ax=ax, fraction=0.046, label="attention weight")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    finish(fig, path, dpi=120)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -184,8 +188,7 @@ def plot_heatmaps(trained, path, sources):
 
 def make_figures(outdir, fast=False) -> dict:
     """Writes attention_cost.png and attention_heatmaps.png to ``outdir``; returns the numbers behind them."""
-    outdir = pathlib.Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = output_folder(outdir)
     lengths = [8, 16, 32, 64] if fast else [16, 32, 64, 128, 256, 512]
     cost = measure_cost(lengths, repeats=2 if fast else 3)
     plot_cost(cost, outdir / "attention_cost.png")
@@ -201,13 +204,9 @@ def make_figures(outdir, fast=False) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Cost vs sequence length (RNN, GPT with/without KV cache) "
-                                                 "and attention heatmaps (GNMT, Transformer).")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("figures"), help="output folder")
-    parser.add_argument("--fast", action="store_true", help="small sizes and short training")
-    args = parser.parse_args(argv)
-    numbers = make_figures(args.out, fast=args.fast)
-    print(json.dumps(numbers, indent=1, default=float))
+    experiment_main(make_figures, "Cost vs sequence length (RNN, GPT with/without KV cache) "
+                                  "and attention heatmaps (GNMT, Transformer).",
+                    fast_help="small sizes and short training", argv=argv)
 
 
 if __name__ == "__main__":

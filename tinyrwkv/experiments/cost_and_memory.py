@@ -30,17 +30,13 @@ GPT-2-small sizes from the formulas).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import pathlib
-
 import numpy as np
 
 from ..models.rwkv import RWKV, RWKVConfig
 from ..models.transformer import GPT
-from .attention_cost import (LAYERS, VOCAB, WIDTH, _best_time, _generate_with_step, _generate_without_cache,
-                             _peak_bytes)
-from ._plotting import figure
+from .attention_cost import LAYERS, VOCAB, WIDTH, _generate_with_step, _generate_without_cache, per_token_cost
+from ._cli import experiment_main
+from ._plotting import figure, finish, output_folder
 
 LABELS = {
     "rnn": "RNN (fixed state)",
@@ -76,17 +72,6 @@ def state_floats(model, T: int) -> int:
     return int(sum(a.size for layer in state for a in layer))
 
 
-def _per_token(run, lengths, repeats, rng) -> dict:
-    """Runs ``run(ids)`` for random ids of each length T: best ms / T, and tracemalloc's peak MiB."""
-    ms, peak = [], []
-    for T in lengths:
-        ids = rng.integers(0, VOCAB, size=T)
-        run(ids[:4])                                                     # warm-up (first-call allocations)
-        ms.append(1000 * _best_time(lambda: run(ids), repeats) / T)
-        peak.append(_peak_bytes(lambda: run(ids)) / 2**20)
-    return {"lengths": list(lengths), "ms_per_token": ms, "peak_mib": peak}
-
-
 def small_models(seed: int = 0, rwkv_backend: str = "numpy") -> dict:
     """name -> model: the RNN and GPT of ``attention_cost`` (same sizes) and ``small_rwkv``."""
     from ..models.rnn import RNNLanguageModel
@@ -115,7 +100,8 @@ def measure_generation(lengths, repeats=3, seed=0, rwkv_backend="numpy", no_cach
     out = {"lengths": list(lengths), "rwkv_backend": rwkv_backend, "width": WIDTH, "layers": LAYERS}
     for name, (run, carried, max_T) in runners.items():
         Ts = [T for T in lengths if max_T is None or T <= max_T]
-        out[name] = {**_per_token(run, Ts, repeats, rng), "carried_floats": [int(carried(T)) for T in Ts]}
+        out[name] = {"lengths": Ts, **per_token_cost(run, Ts, repeats, rng),
+                     "carried_floats": [int(carried(T)) for T in Ts]}
     return out
 
 
@@ -130,7 +116,7 @@ def measure_prompt(lengths, repeats=3, seed=0, rwkv_backend="numpy") -> dict:
     rng = np.random.default_rng(seed)
     out = {"lengths": list(lengths), "rwkv_backend": rwkv_backend}
     for name, run in runners.items():
-        out[name] = _per_token(run, lengths, repeats, rng)
+        out[name] = {"lengths": list(lengths), **per_token_cost(run, lengths, repeats, rng)}
     return out
 
 
@@ -210,10 +196,7 @@ def plot_cost(generation: dict, prompt: dict, path=None, fig=None):
     fig.suptitle(f"Cost against sequence length (batch 1, width {WIDTH}, {LAYERS} layers, NumPy on the CPU; "
                  f"RWKV's WKV backend: {generation.get('rwkv_backend', '?')}; times are wall clock, noisy on a "
                  f"busy machine)")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return finish(fig, path)
 
 
 # Real sizes for the right-hand panel: RWKV-4 169M and GPT-2 small share L = 12, C = 768.
@@ -241,16 +224,12 @@ def plot_state(generation: dict, path=None, long_lengths=None, fig=None):
                label="LSTM state, 2 L C (same L, C)")
     _log_axes(right, f"At real sizes: L = {L}, C = {C}, float32 (from the formulas)", "memory per sequence (MiB)")
     fig.suptitle("State size against sequence length: a KV cache grows with T, an RNN's or RWKV's state does not")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return finish(fig, path)
 
 
 def make_figures(outdir, fast=False) -> dict:
     """Writes cost_vs_length.png and state_size_vs_length.png to ``outdir``; returns the numbers."""
-    outdir = pathlib.Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = output_folder(outdir)
     lengths = [8, 16, 32, 64] if fast else [16, 32, 64, 128, 256, 512, 1024]
     repeats = 2 if fast else 3
     generation = measure_generation(lengths, repeats=repeats, no_cache_max_T=None if fast else 256)
@@ -265,12 +244,9 @@ def make_figures(outdir, fast=False) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Time per token and state size against T: RNN, GPT +/- KV cache, "
-                                                 "RWKV in parallel and serial mode.")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("figures"), help="output folder")
-    parser.add_argument("--fast", action="store_true", help="short sequences, one repeat")
-    args = parser.parse_args(argv)
-    print(json.dumps(make_figures(args.out, fast=args.fast), indent=1, default=float))
+    experiment_main(make_figures, "Time per token and state size against T: RNN, GPT +/- KV cache, "
+                                  "RWKV in parallel and serial mode.",
+                    fast_help="short sequences, one repeat", argv=argv)
 
 
 if __name__ == "__main__":

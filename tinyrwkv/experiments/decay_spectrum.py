@@ -26,14 +26,11 @@ tiny shipped model; the title says which):
 """
 from __future__ import annotations
 
-import argparse
-import json
-import pathlib
-
 import numpy as np
 
 from ..loading import load_real_or_tiny
-from ._plotting import figure
+from ._cli import experiment_main
+from ._plotting import figure, finish, output_folder
 
 MIX_NAMES = {"att.time_mix_k": "time-mix key", "att.time_mix_v": "time-mix value",
              "att.time_mix_r": "time-mix receptance", "ffn.time_mix_k": "channel-mix key",
@@ -109,10 +106,7 @@ def plot_decay_spectrum(spectrum: dict, label: str = "", path=None, fig=None):
     ax_q.grid(True, which="both", alpha=0.3)
     ax_q.legend(fontsize=8)
     fig.suptitle(f"Time-mix decay per channel, {label}" if label else "Time-mix decay per channel")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return finish(fig, path)
 
 
 def plot_time_mix(mixes: dict, label: str = "", path=None, fig=None):
@@ -134,10 +128,7 @@ def plot_time_mix(mixes: dict, label: str = "", path=None, fig=None):
     axes[0].set_ylim(min(-0.05, everything.min() - 0.05), max(1.05, everything.max() + 0.05))
     fig.suptitle("Token-shift mixes per layer over channels (box 25-75 %, whiskers 10-90 %)"
                  + (f", {label}" if label else ""), fontsize=11)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return finish(fig, path)
 
 
 def summarize(model) -> dict:
@@ -152,8 +143,7 @@ def summarize(model) -> dict:
 
 def make_figures(outdir, fast=False) -> dict:
     """Writes decay_spectrum.png and time_mix.png (real 169M if downloaded, else the tiny model)."""
-    outdir = pathlib.Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = output_folder(outdir)
     model, _, is_real = load_real_or_tiny(verbose=False)
     label = model_label(model, is_real)
     plot_decay_spectrum(decay_spectrum(model), label, outdir / "decay_spectrum.png")
@@ -162,11 +152,8 @@ def make_figures(outdir, fast=False) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="RWKV-4's decay spectrum and time_mix values per layer.")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("figures"), help="output folder")
-    parser.add_argument("--fast", action="store_true", help="(the same figures: they are fast anyway)")
-    args = parser.parse_args(argv)
-    print(json.dumps(make_figures(args.out, fast=args.fast), indent=1))
+    experiment_main(make_figures, "RWKV-4's decay spectrum and time_mix values per layer.",
+                    fast_help="(the same figures: they are fast anyway)", argv=argv)
 
 
 if __name__ == "__main__":

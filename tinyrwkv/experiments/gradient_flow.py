@@ -23,10 +23,6 @@ writes ``gradient_flow.png`` and prints the numbers (e.g. g(1) / g(50): how much
 """
 from __future__ import annotations
 
-import argparse
-import json
-import pathlib
-
 import numpy as np
 
 from ..data.copy_task import CopyTask
@@ -34,6 +30,8 @@ from ..models.gru import GRULanguageModel, GRULayer
 from ..models.lstm import LSTMLanguageModel, LSTMLayer
 from ..models.rnn import RNNLanguageModel, RNNLayer
 from ..training import train
+from ._cli import experiment_main
+from ._plotting import output_folder
 
 MODELS = {  # label -> (layer class, LM class, layer options)
     "RNN (tanh)": (RNNLayer, RNNLanguageModel, {}),
@@ -102,8 +100,7 @@ def make_figures(outdir, fast: bool = False) -> dict:
     """
     from matplotlib.figure import Figure   # no pyplot: no global state, no display needed (Agg)
 
-    outdir = pathlib.Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = output_folder(outdir)
     T_init = 100
     # Delay 10: the LSTM and GRU solve it in ~700 steps (tests/test_lstm.py), the RNN does not.
     # (At delay 20 the GRU still does within 1000 steps, but this LSTM needs far longer.)
@@ -162,11 +159,8 @@ def make_figures(outdir, fast: bool = False) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Gradient norm against time distance for RNN / LSTM / GRU.")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("figures"), help="output folder")
-    parser.add_argument("--fast", action="store_true", help="brief training (seconds)")
-    args = parser.parse_args(argv)
-    print(json.dumps(make_figures(args.out, fast=args.fast), indent=2))
+    experiment_main(make_figures, "Gradient norm against time distance for RNN / LSTM / GRU.",
+                    fast_help="brief training (seconds)", argv=argv)
 
 
 if __name__ == "__main__":

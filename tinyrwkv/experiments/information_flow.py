@@ -33,16 +33,13 @@ Figure: ``information_flow.png``. Numbers: P(answer) clean, corrupted, and the b
 """
 from __future__ import annotations
 
-import argparse
-import json
-import pathlib
-
 import numpy as np
 
 from ..loading import load_real_or_tiny
 from ..models.rwkv import RWKVState, channel_mix, time_mix
 from ..nn import functional as F
-from ._plotting import figure
+from ._cli import experiment_main
+from ._plotting import figure, finish, output_folder
 
 # (prompt, subject to corrupt, answer) for the real Pile model and for the tiny tales model.
 REAL_PROMPT = ("The Eiffel Tower is located in the city of", "Eiffel Tower", " Paris")
@@ -193,10 +190,7 @@ def plot_trace(result: dict, label: str = "", path=None, fig=None):
     ax.set_title(f"Causal trace of {result['prompt']!r} -> {result['answer']!r}\n"
                  f"clean P = {result['clean']:.3f}, subject corrupted P = {result['corrupted']:.3f}"
                  + (f"\n{label}" if label else ""), fontsize=9)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return finish(fig, path)
 
 
 def summarize(result: dict) -> dict:
@@ -216,8 +210,7 @@ def make_figures(outdir, fast=False) -> dict:
     tiny model on its lighthouse prompt."""
     from .decay_spectrum import model_label
 
-    outdir = pathlib.Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = output_folder(outdir)
     model, tokenizer, is_real = load_real_or_tiny(verbose=False)
     prompt, subject, answer = REAL_PROMPT if is_real else TINY_PROMPT
     result = trace_prompt(model, tokenizer, prompt, subject, answer, n_noise=3 if fast else 10)
@@ -226,11 +219,8 @@ def make_figures(outdir, fast=False) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Causal tracing heatmap of RWKV-4 on a factual prompt.")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("figures"), help="output folder")
-    parser.add_argument("--fast", action="store_true", help="3 noise draws instead of 10")
-    args = parser.parse_args(argv)
-    print(json.dumps(make_figures(args.out, fast=args.fast), indent=1))
+    experiment_main(make_figures, "Causal tracing heatmap of RWKV-4 on a factual prompt.",
+                    fast_help="3 noise draws instead of 10", argv=argv)
 
 
 if __name__ == "__main__":

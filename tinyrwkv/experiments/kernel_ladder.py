@@ -20,15 +20,13 @@ mean nothing (the lessons use it to *step through* the kernels, not to race them
 """
 from __future__ import annotations
 
-import argparse
-import json
-import pathlib
 import time
 
 import numpy as np
 
 from ..kernels import real_gpu_present, wkv_numba, wkv_numpy
-from ._plotting import figure
+from ._cli import experiment_main
+from ._plotting import figure, finish, output_folder
 
 
 def random_wkv_inputs(B: int, T: int, C: int, seed: int = 0, dtype=np.float32):
@@ -151,16 +149,12 @@ def plot_ladder(ladder: dict, path=None, fig=None):
         ax.legend(fontsize=8)
     gpu = "" if any("cuda" in k for k in kernels) else "; no real GPU here, so no numba.cuda rows"
     fig.suptitle(f"The WKV kernel ladder, float32 (this machine{gpu})")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return finish(fig, path)
 
 
 def make_figures(outdir, fast=False) -> dict:
     """Writes kernel_ladder.png to ``outdir``; returns the measured milliseconds and speed-ups."""
-    outdir = pathlib.Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = output_folder(outdir)
     shapes = [(1, 128, 16), (2, 128, 128)] if fast else [(1, 1024, 64), (1, 1024, 768), (8, 1024, 768)]
     ladder = measure_ladder(shapes, repeats=3 if fast else 5)
     plot_ladder(ladder, outdir / "kernel_ladder.png")
@@ -169,11 +163,8 @@ def make_figures(outdir, fast=False) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="The WKV kernel ladder (NumPy, @njit, numba.cuda on a real GPU).")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("figures"), help="output folder")
-    parser.add_argument("--fast", action="store_true", help="small shapes, one repeat")
-    args = parser.parse_args(argv)
-    print(json.dumps(make_figures(args.out, fast=args.fast), indent=1, default=float))
+    experiment_main(make_figures, "The WKV kernel ladder (NumPy, @njit, numba.cuda on a real GPU).",
+                    fast_help="small shapes, one repeat", argv=argv)
 
 
 if __name__ == "__main__":

@@ -23,16 +23,13 @@ The returned numbers include max |A @ v - wkv_forward(...)|, which shows the mat
 """
 from __future__ import annotations
 
-import argparse
-import json
-import pathlib
-
 import numpy as np
 
 from ..kernels import wkv_numpy
 from ..nn import functional as F
 from ..nn.attention import causal_mask, scaled_dot_product_attention
-from ._plotting import figure
+from ._cli import experiment_main
+from ._plotting import figure, finish, output_folder
 
 # Decays per step e^w for three channels: half-lives of ~14, 1 and ~0.3 tokens.
 CHANNELS = {"slow channel": -0.05, "medium channel": -0.7, "fast channel": -3.0}
@@ -115,16 +112,12 @@ def plot_maps(maps: dict, path=None, fig=None):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.suptitle(f"What WKV attends to vs softmax attention (T = {T}, time_first u = {BONUS_U})")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return finish(fig, path)
 
 
 def make_figures(outdir, fast=False) -> dict:
     """Writes wkv_attention_maps.png to ``outdir``; returns the numbers behind it."""
-    outdir = pathlib.Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = output_folder(outdir)
     T = 16 if fast else 32
     maps = compute_maps(T)
     plot_maps(maps, outdir / "wkv_attention_maps.png")
@@ -136,11 +129,8 @@ def make_figures(outdir, fast=False) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="WKV's implied attention maps next to softmax attention.")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("figures"), help="output folder")
-    parser.add_argument("--fast", action="store_true", help="a shorter sequence")
-    args = parser.parse_args(argv)
-    print(json.dumps(make_figures(args.out, fast=args.fast), indent=1, default=float))
+    experiment_main(make_figures, "WKV's implied attention maps next to softmax attention.",
+                    fast_help="a shorter sequence", argv=argv)
 
 
 if __name__ == "__main__":

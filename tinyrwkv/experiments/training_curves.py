@@ -27,7 +27,6 @@ them (minutes), ``--fast`` runs a short version (seconds) for CI and quick looks
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pathlib
@@ -42,6 +41,8 @@ from ..models.rwkv_train import RWKVLanguageModel
 from ..models.transformer import GPT
 from ..nn import Adam
 from ..training import train
+from ._cli import experiment_main
+from ._plotting import output_folder
 
 TINY_RWKV_DIR = pathlib.Path(__file__).resolve().parents[1] / "data" / "tiny_rwkv"
 CURVES_FILE = TINY_RWKV_DIR / "training_curves.json"
@@ -261,8 +262,7 @@ def make_figures(outdir, fast: bool = False, retrain: bool = False) -> dict:
     ``retrain``: the full comparison again (several CPU minutes). ``fast``: tiny models (width 32),
     60 steps, for CI and quick looks (seconds; the curves barely start to separate).
     """
-    outdir = pathlib.Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = output_folder(outdir)
     if fast:
         results = run_comparison(recipe={"steps": 60, "eval_every": 20, "batch_size": 8, "seq_len": 64},
                                  rwkv_size={"n_layer": 2, "n_embd": 32, "ffn_dim": 128}, progress=False)
@@ -283,13 +283,9 @@ def make_figures(outdir, fast: bool = False, retrain: bool = False) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Loss curves of a tiny RWKV-4, GPT and LSTM of equal size.")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("figures"), help="output folder")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--fast", action="store_true", help="tiny models, 60 steps (seconds)")
-    mode.add_argument("--retrain", action="store_true", help="rerun the full comparison (several minutes)")
-    args = parser.parse_args(argv)
-    print(json.dumps(make_figures(args.out, fast=args.fast, retrain=args.retrain), indent=1))
+    experiment_main(make_figures, "Loss curves of a tiny RWKV-4, GPT and LSTM of equal size.",
+                    fast_help="tiny models, 60 steps (seconds)", argv=argv,
+                    retrain="rerun the full comparison (several minutes)")
 
 
 if __name__ == "__main__":
