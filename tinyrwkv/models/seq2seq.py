@@ -37,7 +37,7 @@ import numpy as np
 
 from ..nn import Embedding, Linear, Module
 from ..nn import functional as F
-from .base import Trainable
+from .base import EncoderDecoder
 from .lstm import LSTMLayer
 from .transformer import check_ids
 
@@ -101,8 +101,8 @@ class AdditiveAttention(Module):
         return np.einsum("bs,bsh->bh", weights, memory), weights
 
 
-class GNMT(Trainable):
-    """GNMT-style seq2seq (see the module docstring). A ``Trainable`` on batches
+class GNMT(EncoderDecoder):
+    """GNMT-style seq2seq (see the module docstring). An ``EncoderDecoder`` trained on batches
     (src (B, S), tgt_in (B, T), tgt_out (B, T)) padded with ``pad_id``.
 
     Layers are numbered from 1 as in the paper; layer l (l >= ``residual_from``) adds its input to
@@ -211,21 +211,10 @@ class GNMT(Trainable):
         self.tgt_embed.backward(de, embed_cache)
         self.encode_backward(dmemory, enc_cache)
 
-    def loss(self, batch):
-        """batch = (src (B, S), tgt_in (B, T), tgt_out (B, T)) -> (mean cross-entropy over non-PAD targets, cache)."""
-        src, tgt_in, tgt_out = batch
+    def teacher_forced(self, src, tgt_in):
+        """``forward`` without the attention weights: (logits (B, T, V), cache), for ``loss``."""
         logits, _, cache = self.forward(src, tgt_in)
-        tgt_out = np.asarray(tgt_out)
-        if tgt_out.shape != logits.shape[:2]:
-            raise ValueError(f"GNMT.loss: expected tgt_out of shape (B, T) = {logits.shape[:2]}, got {tgt_out.shape}")
-        B, T, V = logits.shape
-        loss, probs = F.cross_entropy(logits.reshape(B * T, V), tgt_out.reshape(-1), ignore_index=self.pad_id)
-        return loss, (cache, probs, tgt_out.reshape(-1), (B, T, V))
-
-    def loss_backward(self, cache):
-        fwd_cache, probs, targets, shape = cache
-        dlogits = F.cross_entropy_backward(probs, targets, ignore_index=self.pad_id).reshape(shape)
-        self.backward(dlogits.astype(probs.dtype, copy=False), fwd_cache)
+        return logits, cache
 
     # -- decoding: one token at a time -------------------------------------------------------
 

@@ -18,7 +18,7 @@ This file builds
                    default as torch and the paper, pre-norm (``norm_first=True``) as GPT-2
     DecoderLayer   torch.nn.TransformerDecoderLayer: causal self-attention, cross-attention
                    over the encoder output, FFN
-    Transformer    the encoder-decoder for the translation task (a ``Trainable``; decodes with
+    Transformer    the encoder-decoder for the translation task (an ``EncoderDecoder``; decodes with
                    ``tinyrwkv.models.decoding``)
     GPT            a decoder-only language model with a KV cache (a ``LanguageModel``)
 Parameter names follow torch's (``self_attn.in_proj_weight``, ``linear1``, ``norm1`` ...), so a
@@ -32,7 +32,7 @@ from ..nn import Embedding, LayerNorm, Linear
 from ..nn import functional as F
 from ..nn.attention import MultiHeadAttention, causal_mask, padding_mask
 from ..nn.module import Module, check_float, check_tokens
-from .base import LanguageModel, Trainable
+from .base import EncoderDecoder, LanguageModel
 
 # --------------------------------------------------------------------------- positions
 
@@ -264,7 +264,7 @@ def embed_with_positions(embedding: Embedding, ids, start: int = 0):
 # --------------------------------------------------------------------------- encoder-decoder
 
 
-class Transformer(Trainable):
+class Transformer(EncoderDecoder):
     """Encoder-decoder Transformer for translation (post-norm, as the paper and torch's default).
 
         memory = Encoder(embed(src) + PE)                    (B, S, C), PAD keys masked
@@ -335,22 +335,9 @@ class Transformer(Trainable):
             dmemory = layer.backward(dmemory, c)
         self.src_embed.backward(dmemory, src_embed_cache)
 
-    def loss(self, batch):
-        """batch = (src (B, S), tgt_in (B, T), tgt_out (B, T)) -> (mean cross-entropy over non-PAD targets, cache)."""
-        src, tgt_in, tgt_out = batch
-        logits, cache = self.forward(src, tgt_in)
-        tgt_out = np.asarray(tgt_out)
-        if tgt_out.shape != logits.shape[:2]:
-            raise ValueError(f"Transformer.loss: expected tgt_out of shape (B, T) = {logits.shape[:2]}, "
-                             f"got {tgt_out.shape}")
-        B, T, V = logits.shape
-        loss, probs = F.cross_entropy(logits.reshape(B * T, V), tgt_out.reshape(-1), ignore_index=self.pad_id)
-        return loss, (cache, probs, tgt_out.reshape(-1), (B, T, V))
-
-    def loss_backward(self, cache):
-        fwd_cache, probs, targets, shape = cache
-        dlogits = F.cross_entropy_backward(probs, targets, ignore_index=self.pad_id).reshape(shape)
-        self.backward(dlogits.astype(probs.dtype, copy=False), fwd_cache)
+    def teacher_forced(self, src, tgt_in):
+        """The same as ``forward``: (logits (B, T, V), cache), for ``loss``."""
+        return self.forward(src, tgt_in)
 
     # -- decoding: one target token at a time, with a KV cache --------------------------------
 
