@@ -60,7 +60,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from .wkv_numpy import NEG_INF, check_wkv_inputs, check_wkv_step_inputs, initial_state
+from .wkv_numpy import NEG_INF, check_wkv_inputs, check_wkv_step_inputs, starting_state
 from . import wkv_numpy
 
 FORWARD_VERSIONS = (1, 2, 3)
@@ -387,7 +387,7 @@ def _to_device(x, dtype):
 
 
 def _state_to_device(state, B, C, dtype):
-    return [_to_device(s, dtype) for s in (initial_state(B, C, dtype) if state is None else state)]
+    return [cuda.to_device(s) for s in starting_state(state, B, C, dtype)]
 
 
 def wkv_forward(w, u, k, v, state=None, version=DEFAULT_VERSION,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .wkv_numpy import NEG_INF, check_wkv_inputs, check_wkv_step_inputs, initial_state
+from .wkv_numpy import NEG_INF, check_wkv_inputs, check_wkv_step_inputs, starting_state
 
 
 @njit(parallel=True, fastmath=False, cache=True)
@@ -121,7 +121,7 @@ def wkv_forward(w, u, k, v, state=None):
     """Stable WKV forward, compiled. k, v: (B, T, C) -> y (B, T, C) and the state; the input state is not modified."""
     B, T, C = check_wkv_inputs(w, u, k, v, state, fn="wkv_forward")
     dt = k.dtype
-    aa, bb, pp = initial_state(B, C, dt) if state is None else (np.array(s, dtype=dt) for s in state)
+    aa, bb, pp = starting_state(state, B, C, dt)
     y = np.empty((B, T, C), dt)
     _wkv_forward_kernel(_as(w, dt), _as(u, dt), _as(k, dt), _as(v, dt), aa, bb, pp, y)
     return y, (aa, bb, pp)
@@ -145,7 +145,7 @@ def wkv_step(w, u, k, v, state=None):
     """One RNN step for B sequences: k, v (B, C) -> y (B, C) and the new state; the input state is not modified."""
     B, C = check_wkv_step_inputs(w, u, k, v, state)
     dt = k.dtype
-    aa, bb, pp = initial_state(B, C, dt) if state is None else (np.array(s, dtype=dt) for s in state)
+    aa, bb, pp = starting_state(state, B, C, dt)
     y = np.empty((B, C), dt)
     _wkv_step_kernel(_as(w, dt), _as(u, dt), _as(k, dt), _as(v, dt), aa, bb, pp, y)
     return y, (aa, bb, pp)

@@ -77,6 +77,14 @@ def initial_state(B, C, dtype=np.float32):
     return (np.zeros((B, C), dtype), np.zeros((B, C), dtype), np.full((B, C), NEG_INF, dtype))
 
 
+def starting_state(state, B, C, dtype):
+    """The state a backend starts from, as fresh C-contiguous (B, C) arrays of ``dtype`` that it may
+    update in place: the empty state when ``state`` is None, else a copy (the caller's is never modified)."""
+    if state is None:
+        return initial_state(B, C, dtype)
+    return tuple(np.array(s, dtype=dtype, order="C") for s in state)
+
+
 def _check_state(state, B, C, fn):
     if state is None:
         return
@@ -158,7 +166,7 @@ def stable_step(w, u, k, v, aa, bb, pp):
 def wkv_forward(w, u, k, v, state=None):
     """The numerically stable WKV recurrence, O(T). See the module docstring for shapes."""
     B, T, C = check_wkv_inputs(w, u, k, v, state, fn="wkv_forward")
-    aa, bb, pp = initial_state(B, C, k.dtype) if state is None else (np.array(s, k.dtype) for s in state)
+    aa, bb, pp = starting_state(state, B, C, k.dtype)
     y = np.empty_like(v)
     for t in range(T):
         y[:, t], aa, bb, pp = stable_step(w, u, k[:, t], v[:, t], aa, bb, pp)
