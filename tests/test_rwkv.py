@@ -243,3 +243,14 @@ def test_config_from_params_and_counts():
     small = init_params(RWKVConfig(n_layer=1, n_embd=8, vocab_size=11, ffn_dim=32), seed=1)
     assert all(v.dtype == np.float32 for v in small.values())
     assert (small["blocks.0.att.time_mix_k"] >= 0).all() and (small["blocks.0.att.time_mix_k"] <= 1).all()
+
+
+def test_wkv_thread_count_is_local_to_the_call(params):
+    import numba
+    before = numba.get_num_threads()
+    one = our_model(params)
+    assert one.wkv_threads in (1, None) and our_model(params, backend="numpy").wkv_threads is None
+    a, _ = one.forward(TOKENS)
+    assert numba.get_num_threads() == before                 # restored after the forward
+    b, _ = RWKV(RWKVConfig.from_dict(CONFIG), params, wkv_threads=None).forward(TOKENS)
+    assert np.abs(a - b).max() <= 1e-6

@@ -53,6 +53,7 @@ Parameters live in ONE dict of float32 arrays (``model.params``) under these nam
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -367,6 +368,36 @@ def channel_mix(x, x_prev, ffn):
     return kv, x[:, -1]
 
 
+# --------------------------------------------------------------------------- threads
+
+
+def default_wkv_threads():
+    """Numba threads for the WKV recurrence inside ``RWKV.forward``: 1 on machines with <= 2 cores.
+
+    Why: in the forward every WKV call sits between multi-threaded BLAS products, and BLAS worker
+    threads keep spinning for a while after a product returns. On 2 cores a parallel WKV then
+    fights them for the cores (measured at 169M, T=512: 9 ms per WKV call with 2 threads, 6.5 ms
+    with 1, and the whole prompt 15% faster with 1). With more cores the parallel kernel wins.
+    """
+    return 1 if (os.cpu_count() or 1) <= 2 else None
+
+
+@contextlib.contextmanager
+def numba_threads(n):
+    """Runs the block with at most ``n`` Numba threads (None: leave as is). Numba's setting is
+    per Python thread, so other threads and later calls are unaffected."""
+    if n is None:
+        yield
+        return
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------- the model
 
 
@@ -395,9 +426,11 @@ class RWKV:
 
     ``params`` is the one dict of float32 arrays described in the module docstring; the model
     keeps it (no copies when the arrays already are float32 and contiguous) as ``model.params``.
+    ``wkv_threads``: Numba threads for the WKV in parallel mode ("auto": ``default_wkv_threads()``,
+    None: Numba's own setting); it matters only for the "numba" backend.
     """
 
-    def __init__(self, config: RWKVConfig, params: Mapping, backend: str = "auto"):
+    def __init__(self, config: RWKVConfig, params: Mapping, backend: str = "auto", wkv_threads="auto"):
         if not isinstance(config, RWKVConfig):
             config = RWKVConfig.from_dict(config)
         check_params(config, params)
@@ -405,6 +438,9 @@ class RWKV:
         self.params = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}
         self.backend = backend
         self.wkv = get_wkv(backend)                                   # the WKV kernels' module
+        # Numba threads for the WKV in parallel mode ("auto": see default_wkv_threads; None: all)
+        uses_numba = self.wkv.__name__.endswith("wkv_numba")
+        self.wkv_threads = (default_wkv_threads() if wkv_threads == "auto" else wkv_threads) if uses_numba else None
         self.blocks = [(ParamScope(self.params, f"blocks.{i}.att."), ParamScope(self.params, f"blocks.{i}.ffn."))
                        for i in range(config.n_layer)]
 
@@ -483,7 +519,8 @@ class RWKV:
         batched = tokens.ndim == 2
         tokens2 = tokens if batched else tokens[None]                 # (B, T)
         state = self._state_for(state, tokens2.shape[0])
-        logits, state = self._run(tokens2, state, last_only=not full_output)
+        with numba_threads(self.wkv_threads):
+            logits, state = self._run(tokens2, state, last_only=not full_output)
         return (logits if batched else logits[0]), state
 
     __call__ = forward
