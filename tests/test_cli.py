@@ -122,3 +122,9 @@ def test_bench_machinery_tiny(capsys):
     decode, prompt = (float(x) for x in line.split()[-2:])
     assert decode > 0 and prompt > 0 and np.isfinite(decode)
     assert_usage_error(*run(capsys, "bench", "--tiny", "--repeats", "0"), "--repeats must be >= 1")
+
+
+def test_info_knows_the_shipped_tiny_model(capsys):
+    assert main(["info", "tiny", "--no-tensors"]) == 0
+    out = capsys.readouterr().out
+    assert "n_layer=4" in out and "parameters: 223,872" in out

@@ -132,13 +132,14 @@ def _run_download(args) -> int:
 
 
 def _info_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="repo id, folder, .safetensors, .bin or .pth")
+    p.add_argument("source", help="repo id, folder, .safetensors, .bin, .pth, or 'tiny' (the shipped model)")
     p.add_argument("--no-tensors", action="store_true", help="only the summary, not every tensor")
 
 
 def _run_info(args) -> int:
     from .checkpoints import describe, inspect_checkpoint
-    info = inspect_checkpoint(args.source)
+    from .tokenizer import resolve_shipped
+    info = inspect_checkpoint(resolve_shipped(args.source))
     lines = describe(info)
     if args.no_tensors:
         lines = [line for line in lines if not line.startswith("  ")]
@@ -182,6 +183,23 @@ def _run_compare(args) -> int:
 
 add_command("compare", "the same text through RWKV, a GPT with a KV cache and an LSTM: state size, "
             "time per token as the context grows, and their outputs", _compare_arguments, _run_compare)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _figures_arguments(p: argparse.ArgumentParser) -> None:
+    from .figures import build_parser as figures_parser
+    figures_parser(p)
+
+
+def _run_figures(args) -> int:
+    from .figures import run_from_args
+    return run_from_args(args)
+
+
+add_command("figures", "regenerate the figures the README and the lessons show (figures/)",
+            _figures_arguments, _run_figures)
 
 
 # --------------------------------------------------------------------------- main

@@ -72,7 +72,11 @@ def build_parser(parser=None):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    return run_from_args(build_parser().parse_args(argv))
+
+
+def run_from_args(args) -> int:
+    """Runs the figure sets named by parsed arguments (shared by ``python -m`` and ``tinyrwkv figures``)."""
     try:
         results = make_all(args.out, args.fast, args.only)
     except ValueError as e:

@@ -14,7 +14,7 @@ from typing import Optional
 
 from .checkpoints import read_checkpoint
 from .models.rwkv import RWKV, RWKVConfig
-from .tokenizer import SHIPPED_MODELS, load_tokenizer
+from .tokenizer import load_tokenizer, resolve_shipped
 
 
 def load(source, backend: str = "auto", *, revision: Optional[str] = None, cache_dir=None,
@@ -24,8 +24,7 @@ def load(source, backend: str = "auto", *, revision: Optional[str] = None, cache
     "numpy", "cuda"). ``source`` may also name a model shipped in the package ("tiny": a 4-layer
     char-level RWKV-4 trained on the small_tales corpus). Raises CheckpointError naming the file,
     key or shape at fault."""
-    if isinstance(source, str) and source in SHIPPED_MODELS:
-        source = SHIPPED_MODELS[source]
+    source = resolve_shipped(source)
     config, params = read_checkpoint(source, revision=revision, cache_dir=cache_dir, progress=progress)
     return RWKV(RWKVConfig.from_dict(config), params, backend=backend)
 

@@ -26,6 +26,12 @@ TOKENIZER_FILES = ("tokenizer.json", "20B_tokenizer.json", "char_tokenizer.json"
 # tokenizer.json, so ``load(name)`` and ``load_tokenizer(name)`` work offline.
 SHIPPED_MODELS = {"tiny": pathlib.Path(__file__).resolve().parent / "data" / "tiny_rwkv"}
 EOT_TOKENS = ("<|endoftext|>", "</s>", "<eos>")
+
+
+def resolve_shipped(source):
+    """The folder of a shipped model when ``source`` names one ("tiny"), else ``source`` unchanged."""
+    return SHIPPED_MODELS[source] if isinstance(source, str) and source in SHIPPED_MODELS else source
+
 CHAR_TOKENIZER_TYPE = "tinyrwkv.CharTokenizer"
 
 
@@ -159,8 +165,7 @@ def load_tokenizer(source, *, revision: Optional[str] = None, cache_dir=None):
     shipped model's name ("tiny": the char-level tokenizer of tinyrwkv/data/tiny_rwkv)."""
     if isinstance(source, (Tokenizer, CharTokenizer)):
         return source
-    if isinstance(source, str) and source in SHIPPED_MODELS:
-        source = SHIPPED_MODELS[source]
+    source = resolve_shipped(source)
     path = pathlib.Path(os.fspath(source)).expanduser()
     if path.is_file():
         return _from_json_file(path)
