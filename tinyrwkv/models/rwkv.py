@@ -348,7 +348,7 @@ def time_mix(x, x_prev, wkv_state, att, wkv, keep_last=None):
     if keep_last is not None:                                         # r and the output: per position
         xx, dx, y = xx[:, -keep_last:], dx[:, -keep_last:], y[:, -keep_last:]
     r = F.linear(xx + att["time_mix_r"] * dx, att["receptance.weight"])  # (B, T, C)
-    y *= F.sigmoid(r)                                                 # gate: sigmoid(r) * wkv, in place
+    y *= F.sigmoid(r, out=r)                                          # gate: sigmoid(r) * wkv (in place: speed)
     out = F.linear(y, att["output.weight"])                           # (B, T, C)
     return out, x[:, -1], wkv_state
 
@@ -363,8 +363,8 @@ def channel_mix(x, x_prev, ffn):
     dx = x - xx
     k = F.linear(xx + ffn["time_mix_k"] * dx, ffn["key.weight"])      # (B, T, F)
     r = F.linear(xx + ffn["time_mix_r"] * dx, ffn["receptance.weight"])  # (B, T, C)
-    kv = F.linear(F.squared_relu(k), ffn["value.weight"])             # (B, T, C)
-    kv *= F.sigmoid(r)                                                # gate, in place
+    kv = F.linear(F.squared_relu(k, out=k), ffn["value.weight"])     # (B, T, C); relu(k)^2 in place: speed
+    kv *= F.sigmoid(r, out=r)                                         # gate, in place
     return kv, x[:, -1]
 
 
