@@ -322,6 +322,16 @@ def token_shift(x, x_prev):
     return np.concatenate([x_prev[:, None, :], x[:, :-1]], axis=1)   # (B, T, C)
 
 
+def token_mix(xx, dx, mu):
+    """mu x_t + (1 - mu) x_{t-1}, written x_{t-1} + mu (x_t - x_{t-1}) with xx = x_{t-1}, dx = x_t - x_{t-1}.
+
+    xx, dx: (B, T, C); mu: (C,) in [0, 1]. Returns a new (B, T, C) array.
+    """
+    mixed = np.multiply(dx, mu)                                      # speed: one temporary, not two
+    mixed += xx
+    return mixed
+
+
 def time_mix(x, x_prev, wkv_state, att, wkv, keep_last=None):
     """RWKV-4 TimeMix on ln1's output.
 
@@ -336,8 +346,8 @@ def time_mix(x, x_prev, wkv_state, att, wkv, keep_last=None):
     xx = token_shift(x, x_prev)                                       # x_{t-1}: (B, T, C)
     # mu x_t + (1 - mu) x_{t-1} = x_{t-1} + mu (x_t - x_{t-1}): the difference is shared by k, v, r
     dx = x - xx
-    k = F.linear(xx + att["time_mix_k"] * dx, att["key.weight"])      # (B, T, C)
-    v = F.linear(xx + att["time_mix_v"] * dx, att["value.weight"])    # (B, T, C)
+    k = F.linear(token_mix(xx, dx, att["time_mix_k"]), att["key.weight"])     # (B, T, C)
+    v = F.linear(token_mix(xx, dx, att["time_mix_v"]), att["value.weight"])   # (B, T, C)
     w = -np.exp(att["time_decay"])                                    # (C,) decay per step, < 0
     u = att["time_first"]                                             # (C,) bonus of the current token
     if x.shape[1] == 1:      # RNN mode: a single step has no time loop worth a thread pool
@@ -347,7 +357,7 @@ def time_mix(x, x_prev, wkv_state, att, wkv, keep_last=None):
         y, wkv_state = wkv.wkv_forward(w, u, k, v, wkv_state)         # (B, T, C)
     if keep_last is not None:                                         # r and the output: per position
         xx, dx, y = xx[:, -keep_last:], dx[:, -keep_last:], y[:, -keep_last:]
-    r = F.linear(xx + att["time_mix_r"] * dx, att["receptance.weight"])  # (B, T, C)
+    r = F.linear(token_mix(xx, dx, att["time_mix_r"]), att["receptance.weight"])  # (B, T, C)
     y *= F.sigmoid(r, out=r)                                          # gate: sigmoid(r) * wkv (in place: speed)
     out = F.linear(y, att["output.weight"])                           # (B, T, C)
     return out, x[:, -1], wkv_state
@@ -361,8 +371,8 @@ def channel_mix(x, x_prev, ffn):
     """
     xx = token_shift(x, x_prev)                                       # (B, T, C)
     dx = x - xx
-    k = F.linear(xx + ffn["time_mix_k"] * dx, ffn["key.weight"])      # (B, T, F)
-    r = F.linear(xx + ffn["time_mix_r"] * dx, ffn["receptance.weight"])  # (B, T, C)
+    k = F.linear(token_mix(xx, dx, ffn["time_mix_k"]), ffn["key.weight"])     # (B, T, F)
+    r = F.linear(token_mix(xx, dx, ffn["time_mix_r"]), ffn["receptance.weight"])  # (B, T, C)
     kv = F.linear(F.squared_relu(k, out=k), ffn["value.weight"])     # (B, T, C); relu(k)^2 in place: speed
     kv *= F.sigmoid(r, out=r)                                         # gate, in place
     return kv, x[:, -1]
