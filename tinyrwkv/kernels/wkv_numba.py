@@ -60,6 +60,7 @@ def _wkv_forward_kernel(w, u, k, v, aa, bb, pp, y):
 @njit(parallel=True, fastmath=False, cache=True)
 def _wkv_backward_kernel(w, u, k, v, gy, gw, gu, gk, gv):
     B, T, C = k.shape
+    one = k.dtype.type(1)
     for bc in prange(B * C):
         b = bc // C
         c = bc % C
@@ -72,26 +73,20 @@ def _wkv_backward_kernel(w, u, k, v, gy, gw, gu, gk, gv):
         for t in range(T):
             saved_a[t], saved_d[t], saved_p[t] = a, d, p
             kt = k[b, t, c]
-            q = max(p + wc, kt)
-            f1 = np.exp(p + wc - q)
-            f2 = np.exp(kt - q)
+            f1, f2 = _exp_pair(p + wc, kt, one)
             a = f1 * a + f2 * v[b, t, c]
             d = f1 * d + f2
-            p = q
+            p = max(p + wc, kt)
         # Reverse sweep: the transposed recurrence (wkv_numpy.wkv_backward, per scalar).
         ga, gd = k.dtype.type(0), k.dtype.type(0)     # dL/daa_t, dL/dbb_t
         gw_bc, gu_bc = k.dtype.type(0), k.dtype.type(0)
         for t in range(T - 1, -1, -1):
             a, d, p = saved_a[t], saved_d[t], saved_p[t]
             kt, vt = k[b, t, c], v[b, t, c]
-            q = max(p, uc + kt)                   # the output step again
-            e1 = np.exp(p - q)
-            e2 = np.exp(uc + kt - q)
+            e1, e2 = _exp_pair(p, uc + kt, one)   # the output step again
             den = e1 * d + e2
             yt = (e1 * a + e2 * vt) / den
-            q = max(p + wc, kt)                   # the state step again
-            f1 = np.exp(p + wc - q)
-            f2 = np.exp(kt - q)
+            f1, f2 = _exp_pair(p + wc, kt, one)   # the state step again
             g = gy[b, t, c] / den
             gu_bc += g * e2 * (vt - yt)
             gw_bc += f1 * (ga * a + gd * d)
