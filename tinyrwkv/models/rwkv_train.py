@@ -48,7 +48,8 @@ from ..kernels import get_wkv
 from ..nn import check_shape, check_tokens
 from ..nn import functional as F
 from .base import LanguageModel
-from .rwkv import RWKV, ParamScope, RWKVConfig, RWKVState, check_params, param_shapes, token_shift
+from .rwkv import (RWKV, ParamScope, RWKVConfig, RWKVState, check_params, param_shapes, token_mix,
+                   token_shift)
 
 # --------------------------------------------------------------------------- the two small pieces
 
@@ -92,9 +93,9 @@ def time_mix_forward(x, att, wkv):
     xx = token_shift(x, _empty_shift(x))                              # x_{t-1}: (B, T, C)
     # mu x_t + (1 - mu) x_{t-1} = x_{t-1} + mu (x_t - x_{t-1}); kept, as linear_backward needs them
     dx = x - xx
-    xk = xx + att["time_mix_k"] * dx
-    xv = xx + att["time_mix_v"] * dx
-    xr = xx + att["time_mix_r"] * dx
+    xk = token_mix(xx, dx, att["time_mix_k"])
+    xv = token_mix(xx, dx, att["time_mix_v"])
+    xr = token_mix(xx, dx, att["time_mix_r"])
     k = F.linear(xk, att["key.weight"])                               # (B, T, C)
     v = F.linear(xv, att["value.weight"])                             # (B, T, C)
     w = -np.exp(att["time_decay"])                                    # (C,) decay per step, < 0
@@ -142,8 +143,8 @@ def channel_mix_forward(x, ffn):
     """
     xx = token_shift(x, _empty_shift(x))                              # (B, T, C)
     dx = x - xx
-    xk = xx + ffn["time_mix_k"] * dx
-    xr = xx + ffn["time_mix_r"] * dx
+    xk = token_mix(xx, dx, ffn["time_mix_k"])
+    xr = token_mix(xx, dx, ffn["time_mix_r"])
     k = F.linear(xk, ffn["key.weight"])                               # (B, T, F)
     r = F.linear(xr, ffn["receptance.weight"])                        # (B, T, C)
     k2 = F.squared_relu(k)                                            # (B, T, F)
