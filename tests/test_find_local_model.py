@@ -9,7 +9,7 @@ from factories import random_internal_params, tiny_config
 
 from tinyrwkv import loading
 from tinyrwkv.checkpoints.naming import to_file_layout
-from tinyrwkv.tokenizer import CharTokenizer
+from tinyrwkv.tokenizer import SHIPPED_MODELS, CharTokenizer
 
 REPO = "RWKV/rwkv-4-169m-pile"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -79,7 +79,7 @@ def test_env_variable_wins_and_a_bad_one_is_named(tmp_path, monkeypatch):
 
 
 def test_fallback_announces_the_tiny_model_and_the_download_command(tmp_path, capsys):
-    if not (loading.SHIPPED_MODELS["tiny"] / "model.safetensors").is_file():
+    if not (SHIPPED_MODELS["tiny"] / "model.safetensors").is_file():
         pytest.skip("the tiny shipped model is not in this checkout yet")
     model, tok, is_real = loading.load_real_or_tiny(REPO, cache_dir=tmp_path)
     out = capsys.readouterr().out

@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .nn import SGD, Adam, clip_grad_norm
+from .nn.module import compare_shapes
 
 CHECKPOINT_FORMAT = "tinyrwkv-checkpoint-1"
 METADATA_KEY = "__metadata__"
@@ -222,10 +223,8 @@ def load_checkpoint(path, model, optimizer=None) -> dict:
 
 def _check_matches(path, what, own: dict, saved: dict, owner: str):
     """Raises ValueError listing every missing key, unexpected key and shape mismatch, naming the file."""
-    missing = sorted(set(own) - set(saved))
-    unexpected = sorted(set(saved) - set(own))
-    wrong = [f"{k}: expected {np.shape(own[k])}, file has {saved[k].shape}"
-             for k in sorted(set(own) & set(saved)) if np.shape(own[k]) != saved[k].shape]
+    missing, unexpected, mismatched = compare_shapes(own, saved)
+    wrong = [f"{k}: expected {want}, file has {got}" for k, want, got in mismatched]
     nonnum = [f"{k}: dtype {saved[k].dtype}" for k in sorted(set(own) & set(saved))
               if not np.issubdtype(saved[k].dtype, np.number)]
     if missing or unexpected or wrong or nonnum:

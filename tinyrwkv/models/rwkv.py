@@ -63,6 +63,7 @@ import numpy as np
 
 from ..kernels import get_wkv
 from ..nn import functional as F
+from ..nn.module import compare_shapes
 
 # The WKV state's running max starts at "minus infinity" (finite, so pp - max stays a number);
 # the same value the WKV kernels and transformers use.
@@ -179,11 +180,8 @@ def init_params(config: RWKVConfig, seed: int = 0, scale: float = 0.02) -> dict[
 
 def check_params(config: RWKVConfig, params: Mapping) -> None:
     """Raises ValueError listing every missing key, unexpected key and wrong shape."""
-    expected = param_shapes(config)
-    missing = sorted(set(expected) - set(params))
-    unexpected = sorted(set(params) - set(expected))
-    wrong = [f"{k}: expected {expected[k]}, got {tuple(np.shape(params[k]))}"
-             for k in sorted(set(expected) & set(params)) if tuple(np.shape(params[k])) != expected[k]]
+    missing, unexpected, mismatched = compare_shapes(param_shapes(config), params)
+    wrong = [f"{k}: expected {want}, got {got}" for k, want, got in mismatched]
     if missing or unexpected or wrong:
         parts = []
         if missing:

@@ -10,5 +10,5 @@ attention   scaled dot-product and multi-head attention, masks
 from . import attention, functional  # noqa: F401
 from .gradcheck import gradcheck, numerical_gradient, relative_error  # noqa: F401
 from .layers import Embedding, LayerNorm, Linear  # noqa: F401
-from .module import Module, check_float, check_shape, check_tokens  # noqa: F401
+from .module import Module, check_float, check_shape, check_tokens, compare_shapes  # noqa: F401
 from .optim import SGD, Adam, clip_grad_norm  # noqa: F401

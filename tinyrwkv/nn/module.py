@@ -82,15 +82,28 @@ class Module:
     def load_state_dict(self, state: dict[str, np.ndarray]):
         """Copies arrays into the parameters; lists every missing/unexpected key and shape mismatch."""
         own = self.parameters()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong = [f"{k}: expected {own[k].shape}, got {np.shape(state[k])}"
-                 for k in sorted(set(own) & set(state)) if own[k].shape != np.shape(state[k])]
+        missing, unexpected, mismatched = compare_shapes(own, state)
+        wrong = [f"{k}: expected {want}, got {got}" for k, want, got in mismatched]
         if missing or unexpected or wrong:
             raise ValueError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
                              f"unexpected keys {unexpected}, wrong shapes {wrong}")
         for k, p in own.items():
             p[...] = state[k]
+
+
+def compare_shapes(expected, actual):
+    """What differs between two name -> array (or name -> shape tuple) mappings.
+
+    Returns (missing, unexpected, mismatched): sorted names only in ``expected``, sorted names only
+    in ``actual``, and (name, expected shape, actual shape) for shared names whose shapes differ.
+    Every "does this checkpoint fit this model?" error is built from these three lists.
+    """
+    shape = lambda v: tuple(v) if isinstance(v, tuple) else tuple(np.shape(v))  # noqa: E731
+    missing = sorted(set(expected) - set(actual))
+    unexpected = sorted(set(actual) - set(expected))
+    mismatched = [(k, shape(expected[k]), shape(actual[k])) for k in sorted(set(expected) & set(actual))
+                  if shape(expected[k]) != shape(actual[k])]
+    return missing, unexpected, mismatched
 
 
 def check_shape(name: str, x: np.ndarray, expected: tuple):
