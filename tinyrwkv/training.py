@@ -26,7 +26,7 @@ import sys
 import time
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 

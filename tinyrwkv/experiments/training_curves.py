@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-import time
 
 import numpy as np
 

@@ -193,7 +193,7 @@ class MultiHeadAttention(Module):
         if key.shape != value.shape or key.shape[0] != query.shape[0]:
             raise ValueError(f"MultiHeadAttention: key and value must be (B, Tk, {E}) with the query's B; "
                              f"got query {query.shape}, key {key.shape}, value {value.shape}")
-        B, Tq, Tk = query.shape[0], query.shape[1], key.shape[1]
+        Tq, Tk = query.shape[1], key.shape[1]
         if mask is not None and np.ndim(mask) >= 2 and np.shape(mask)[-2:] not in ((Tq, Tk), (1, Tk)):
             raise ValueError(f"MultiHeadAttention: expected mask of shape (Tq, Tk) = ({Tq}, {Tk}) "
                              f"or (B, Tq, Tk) / (B, 1, Tk), got {np.shape(mask)}")
