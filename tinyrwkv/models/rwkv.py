@@ -61,9 +61,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import StateFileError
 from ..kernels import get_wkv
 from ..nn import functional as F
 from ..nn.module import check_tokens, compare_shapes
+from ..npz_file import read_npz
 
 # The WKV state's running max starts at "minus infinity" (finite, so pp - max stays a number);
 # the same value the WKV kernels and transformers use.
@@ -282,12 +284,13 @@ class RWKVState:
 
     @classmethod
     def load(cls, path) -> "RWKVState":
-        """Reads a state written by ``save``; names the file and the missing array if it is not one."""
-        with np.load(path) as data:
-            missing = [f for f in cls.FIELDS if f not in data]
-            if missing:
-                raise ValueError(f"{os.fspath(path)}: not an RWKVState file, it lacks {missing}")
-            return cls(*(data[f].astype(np.float32) for f in cls.FIELDS))
+        """Reads a state written by ``save``; raises StateFileError naming the file (and the array)
+        for anything else: not an .npz, missing/extra arrays, wrong dtype or ndim, truncated, NaN."""
+        arrays = read_npz(path, {f: 3 for f in cls.FIELDS}, what="RWKVState file")
+        try:
+            return cls(*(arrays[f] for f in cls.FIELDS))
+        except ValueError as e:                      # the five shapes disagree
+            raise StateFileError(f"{os.fspath(path)}: not a valid RWKVState file: {e}") from None
 
     @classmethod
     def stack(cls, states) -> "RWKVState":
