@@ -62,7 +62,7 @@ import numpy as np
 from .. import layouts
 from ..kernels import get_wkv
 from ..nn import functional as F
-from ..nn.module import compare_shapes
+from ..nn.module import check_tokens, compare_shapes
 from .state import NEG_INF, MatrixState, RWKVState  # noqa: F401  (re-exported: RWKVState's old home)
 
 
@@ -314,22 +314,6 @@ def channel_mix(x, x_prev, ffn):
 # --------------------------------------------------------------------------- the model
 
 
-def _check_tokens(tokens, vocab_size: int, what: str) -> np.ndarray:
-    """tokens -> int64 array; ValueError naming ``what`` when empty, not integers or out of range."""
-    if isinstance(tokens, (int, np.integer)):
-        tokens = np.array(tokens)
-    arr = np.asarray(tokens)
-    if arr.size == 0:
-        raise ValueError(f"{what} is empty: give at least one token id")
-    if arr.dtype.kind not in "iu":
-        raise ValueError(f"{what} must be integer token ids, got dtype {arr.dtype}")
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= vocab_size:
-        bad = lo if lo < 0 else hi
-        raise ValueError(f"{what}: token id {bad} is out of range [0, {vocab_size})")
-    return arr.astype(np.int64, copy=False)
-
-
 class RWKVBase:
     """What every RWKV version shares: the public API around a version's ``_run``.
 
@@ -411,9 +395,8 @@ class RWKVBase:
         ``full_output=False``; (B, T) -> (B, T, V) or (B, V). Also returns the state after the
         last token (``state`` itself is not modified). ``state=None`` means no past.
         """
-        tokens = _check_tokens(tokens, self.config.vocab_size, "tokens")
-        if tokens.ndim not in (1, 2):
-            raise ValueError(f"tokens must be (T,) or (B, T), got shape {tokens.shape}")
+        tokens = check_tokens(f"{type(self).__name__}.forward tokens", tokens, self.config.vocab_size,
+                              ("(T,)", "(B, T)"))
         batched = tokens.ndim == 2
         tokens2 = tokens if batched else tokens[None]                 # (B, T)
         state = self._state_for(state, tokens2.shape[0])
@@ -429,9 +412,7 @@ class RWKVBase:
         token: an int -> logits (V,); or (B,) ints (B sequences side by side; their matrix-vector
         products become one matrix-matrix product) -> logits (B, V). Returns (logits, new state).
         """
-        tokens = _check_tokens(token, self.config.vocab_size, "token")
-        if tokens.ndim > 1:
-            raise ValueError(f"token must be an int or a (B,) array, got shape {tokens.shape}")
+        tokens = check_tokens(f"{type(self).__name__}.step token", token, self.config.vocab_size, ("int", "(B,)"))
         batched = tokens.ndim == 1
         tokens2 = tokens.reshape(-1, 1)                               # (B, 1)
         state = self._state_for(state, tokens2.shape[0])

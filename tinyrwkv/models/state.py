@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import StateFileError
+from ..npz_file import read_npz
 
 # The WKV-4 state's running max starts at "minus infinity" (finite, so pp - max stays a number);
 # the same value the WKV kernels and transformers use.
@@ -27,10 +28,10 @@ from ..kernels.wkv_numpy import NEG_INF  # noqa: E402  (the one definition lives
 
 class StateMethods:
     """The methods every RWKV state has. A subclass is a dataclass whose fields (``FIELDS``) are
-    float32 arrays with the layer on axis 0 and the batch on axis 1, and sets ``KIND``."""
+    float32 arrays with the layer on axis 0 and the batch on axis 1, described in ``SHAPES``."""
 
     FIELDS: tuple = ()
-    KIND: str = ""
+    SHAPES: dict = {}
 
     def _arrays(self):
         return [getattr(self, f) for f in self.FIELDS]
@@ -64,33 +65,19 @@ class StateMethods:
         return type(self)(*(a.copy() for a in self._arrays()))
 
     def save(self, path) -> None:
-        """Writes the arrays (and which kind of state this is) to an .npz file."""
-        np.savez(path, __kind__=np.array(self.KIND), **{f: getattr(self, f) for f in self.FIELDS})
+        """Writes the arrays to an .npz file (one member per field)."""
+        np.savez(path, **{f: getattr(self, f) for f in self.FIELDS})
 
     @classmethod
     def load(cls, path):
-        """Reads a state written by ``save`` (no pickles); StateFileError names the file and what is wrong."""
-        where = os.fspath(path)
+        """Reads a state written by ``save`` through the safe .npz reader; StateFileError names the
+        file (and the array) for anything else: not an .npz, another kind of state (other members),
+        wrong dtype or ndim, truncated, NaN."""
+        arrays = read_npz(path, {f: len(cls.SHAPES[f].split(",")) for f in cls.FIELDS}, what=f"{cls.__name__} file")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                kind = str(data["__kind__"]) if "__kind__" in data.files else RWKVState.KIND
-                if kind != cls.KIND:
-                    raise StateFileError(f"{where}: holds {kind!r}, not {cls.KIND!r} ({cls.__name__})")
-                missing = [f for f in cls.FIELDS if f not in data.files]
-                if missing:
-                    raise StateFileError(f"{where}: not a {cls.__name__} file, it lacks {missing}")
-                arrays = [data[f] for f in cls.FIELDS]
-        except StateFileError:
-            raise
-        except (OSError, ValueError, KeyError, EOFError) as e:
-            raise StateFileError(f"{where}: not a readable state file ({type(e).__name__}: {e})") from None
-        for f, a in zip(cls.FIELDS, arrays):
-            if a.dtype.kind != "f":
-                raise StateFileError(f"{where}: {f} has dtype {a.dtype}, expected floats")
-        try:
-            return cls(*(a.astype(np.float32) for a in arrays))
-        except ValueError as e:
-            raise StateFileError(f"{where}: {e}") from None
+            return cls(*(arrays[f] for f in cls.FIELDS))
+        except ValueError as e:                      # the shapes disagree
+            raise StateFileError(f"{os.fspath(path)}: not a valid {cls.__name__} file: {e}") from None
 
     @classmethod
     def stack(cls, states):
@@ -133,7 +120,6 @@ class RWKVState(StateMethods):
 
     FIELDS = ("att_x", "aa", "bb", "pp", "ffn_x")
     SHAPES = {f: "(n_layer, batch, n_embd)" for f in FIELDS}
-    KIND = "rwkv4"
 
     @classmethod
     def zeros(cls, n_layer: int, n_embd: int, batch_size: int = 1) -> "RWKVState":
@@ -181,7 +167,6 @@ class MatrixState(StateMethods):
     FIELDS = ("att_x", "wkv", "ffn_x")
     SHAPES = {"att_x": "(n_layer, batch, n_embd)", "wkv": "(n_layer, batch, n_head, head_size, head_size)",
               "ffn_x": "(n_layer, batch, n_embd)"}
-    KIND = "rwkv-matrix"
 
     @classmethod
     def zeros(cls, n_layer: int, n_embd: int, head_size: int, batch_size: int = 1) -> "MatrixState":
