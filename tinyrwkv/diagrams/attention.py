@@ -17,7 +17,7 @@ def _residual(c, src_y, x_main, x_side, add, text=None):
 
 def transformer_block():
     """Lesson 05: a pre-norm GPT block: LN -> causal self-attention -> +, LN -> FFN -> +, with the mask."""
-    c = Canvas(9.6, 7.0, "A Transformer (GPT) block, pre-norm")
+    c = Canvas(9.6, 7.0, "A Transformer (GPT) block, pre-norm as in GPT-2")
     x = 2.6
     c.box(x, 0.45, "$x$  (B, T, C)", w=1.6, h=0.4, kind="input")
     ln1 = c.box(x, 1.25, "LayerNorm", w=1.6, h=0.4, kind="norm")
@@ -25,7 +25,7 @@ def transformer_block():
                 size=8.5)
     add1 = c.op(x, 3.2, "+")
     ln2 = c.box(x, 3.9, "LayerNorm", w=1.6, h=0.4, kind="norm")
-    ffn = c.box(x, 4.85, "FFN: $W_2\\,\\mathrm{gelu}(W_1 x)$\n(C → 4C → C)", w=2.3, h=0.7, kind="linear", size=8.5)
+    ffn = c.box(x, 4.85, "FFN: $W_2\\,\\mathrm{relu}(W_1 x + b_1) + b_2$\n(C → 4C → C)", w=2.3, h=0.7, kind="linear", size=8.5)
     add2 = c.op(x, 5.75, "+")
     c.arrow((x, 0.65), ln1.bottom)
     c.arrow(ln1.top, att.bottom)
