@@ -61,9 +61,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import StateFileError
 from ..kernels import get_wkv
 from ..nn import functional as F
-from ..nn.module import compare_shapes
+from ..nn.module import check_tokens, compare_shapes
+from ..npz_file import read_npz
 
 # The WKV state's running max starts at "minus infinity" (finite, so pp - max stays a number);
 # the same value the WKV kernels and transformers use.
@@ -282,12 +284,13 @@ class RWKVState:
 
     @classmethod
     def load(cls, path) -> "RWKVState":
-        """Reads a state written by ``save``; names the file and the missing array if it is not one."""
-        with np.load(path) as data:
-            missing = [f for f in cls.FIELDS if f not in data]
-            if missing:
-                raise ValueError(f"{os.fspath(path)}: not an RWKVState file, it lacks {missing}")
-            return cls(*(data[f].astype(np.float32) for f in cls.FIELDS))
+        """Reads a state written by ``save``; raises StateFileError naming the file (and the array)
+        for anything else: not an .npz, missing/extra arrays, wrong dtype or ndim, truncated, NaN."""
+        arrays = read_npz(path, {f: 3 for f in cls.FIELDS}, what="RWKVState file")
+        try:
+            return cls(*(arrays[f] for f in cls.FIELDS))
+        except ValueError as e:                      # the five shapes disagree
+            raise StateFileError(f"{os.fspath(path)}: not a valid RWKVState file: {e}") from None
 
     @classmethod
     def stack(cls, states) -> "RWKVState":
@@ -409,22 +412,6 @@ def numba_threads(n):
 # --------------------------------------------------------------------------- the model
 
 
-def _check_tokens(tokens, vocab_size: int, what: str) -> np.ndarray:
-    """tokens -> int64 array; ValueError naming ``what`` when empty, not integers or out of range."""
-    if isinstance(tokens, (int, np.integer)):
-        tokens = np.array(tokens)
-    arr = np.asarray(tokens)
-    if arr.size == 0:
-        raise ValueError(f"{what} is empty: give at least one token id")
-    if arr.dtype.kind not in "iu":
-        raise ValueError(f"{what} must be integer token ids, got dtype {arr.dtype}")
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= vocab_size:
-        bad = lo if lo < 0 else hi
-        raise ValueError(f"{what}: token id {bad} is out of range [0, {vocab_size})")
-    return arr.astype(np.int64, copy=False)
-
-
 class RWKV:
     """The RWKV-4 language model in NumPy, its WKV recurrence in a chosen kernel backend.
 
@@ -521,9 +508,7 @@ class RWKV:
         ``full_output=False``; (B, T) -> (B, T, V) or (B, V). Also returns the state after the
         last token (``state`` itself is not modified). ``state=None`` means no past.
         """
-        tokens = _check_tokens(tokens, self.config.vocab_size, "tokens")
-        if tokens.ndim not in (1, 2):
-            raise ValueError(f"tokens must be (T,) or (B, T), got shape {tokens.shape}")
+        tokens = check_tokens("RWKV.forward tokens", tokens, self.config.vocab_size, ("(T,)", "(B, T)"))
         batched = tokens.ndim == 2
         tokens2 = tokens if batched else tokens[None]                 # (B, T)
         state = self._state_for(state, tokens2.shape[0])
@@ -539,9 +524,7 @@ class RWKV:
         token: an int -> logits (V,); or (B,) ints (B sequences side by side; their matrix-vector
         products become one matrix-matrix product) -> logits (B, V). Returns (logits, new state).
         """
-        tokens = _check_tokens(token, self.config.vocab_size, "token")
-        if tokens.ndim > 1:
-            raise ValueError(f"token must be an int or a (B,) array, got shape {tokens.shape}")
+        tokens = check_tokens("RWKV.step token", token, self.config.vocab_size, ("int", "(B,)"))
         batched = tokens.ndim == 1
         tokens2 = tokens.reshape(-1, 1)                               # (B, 1)
         state = self._state_for(state, tokens2.shape[0])
