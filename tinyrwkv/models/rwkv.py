@@ -63,6 +63,7 @@ import numpy as np
 
 from ..kernels import get_wkv
 from ..nn import functional as F
+from ..nn.compact import as_parameter
 from ..nn.module import compare_shapes
 
 # The WKV state's running max starts at "minus infinity" (finite, so pp - max stays a number);
@@ -443,7 +444,7 @@ class RWKV:
             config = RWKVConfig.from_dict(config)
         check_params(config, params)
         self.config = config
-        self.params = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}
+        self.params = {k: as_parameter(v) for k, v in params.items()}  # float32, or compact (nn.compact)
         self.backend = backend
         self.wkv = get_wkv(backend)                                   # the WKV kernels' module
         # Numba threads for the WKV in parallel mode ("auto": see default_wkv_threads; None: all)
