@@ -19,7 +19,7 @@ Every model reads the same token ids in serial mode, through its own ``step``: R
 and then each model continues the prompt greedily (its outputs, side by side).
 
 The peers are sized like the RWKV: with the tiny shipped RWKV (char-level, small_tales) they are
-the GPT and LSTM of ``tinyrwkv.experiments.training_curves`` (the same parameter count), briefly
+the GPT and LSTM of ``tinyrwkv.recipes`` (the same parameter count), briefly
 trained here on the same corpus (``train_steps``; the shipped RWKV trained far longer, so their
 outputs are worse for that reason too, as the table says). With any other RWKV checkpoint (e.g.
 the real 169M) the peers have its width, depth and vocabulary but random weights: their times
@@ -132,9 +132,9 @@ def build_peers(rwkv, peers=PEERS, trainable: bool = False, train_steps: int = 2
                 progress: bool = False) -> dict:
     """name -> Stepper for each of ``peers`` ("gpt", "lstm"), sized like ``rwkv``.
 
-    ``trainable`` (the rwkv reads small_tales' char ids): the GPT and LSTM of training_curves, matched
+    ``trainable`` (the rwkv reads small_tales' char ids): the GPT and LSTM of ``recipes``, matched
     to the RWKV's parameter count, trained ``train_steps`` steps (batches of 8 x 64 chars, Adam with
-    the lr of training_curves.PEAK_LR). Otherwise: the same width, depth and vocabulary, random weights.
+    the lr of recipes.PEAK_LR). Otherwise: the same width, depth and vocabulary, random weights.
     """
     from .models.lstm import LSTMLanguageModel
     from .models.transformer import GPT
@@ -146,18 +146,18 @@ def build_peers(rwkv, peers=PEERS, trainable: bool = False, train_steps: int = 2
     out = {}
     if trainable:
         from .data.corpus import load_corpus
-        from .experiments import training_curves as tc
+        from . import recipes
 
         corpus = load_corpus()
         target = rwkv.num_parameters()
-        models = {"gpt": lambda: tc.matched_gpt(c.vocab_size, target, dim=c.n_embd,
+        models = {"gpt": lambda: recipes.matched_gpt(c.vocab_size, target, dim=c.n_embd,
                                                 n_heads=4 if c.n_embd % 4 == 0 else 1, n_layers=c.n_layer, seed=seed),
-                  "lstm": lambda: tc.matched_lstm(c.vocab_size, target, seed=seed)}
-        lr = {"gpt": tc.PEAK_LR["GPT"], "lstm": tc.PEAK_LR["LSTM"]}
+                  "lstm": lambda: recipes.matched_lstm(c.vocab_size, target, seed=seed)}
+        lr = {"gpt": recipes.PEAK_LR["GPT"], "lstm": recipes.PEAK_LR["LSTM"]}
         for name in peers:
             model = models[name]()
             if train_steps:
-                curve = tc.train_with_curve(model, corpus, steps=train_steps, peak_lr=lr[name], batch_size=8,
+                curve = recipes.train_with_curve(model, corpus, steps=train_steps, peak_lr=lr[name], batch_size=8,
                                             seq_len=64, eval_every=train_steps, seed=seed, progress=progress)
                 note = f"trained {train_steps} steps here, val {curve['val'][-1][1]:.2f} nats/char"
             else:

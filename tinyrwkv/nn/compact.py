@@ -252,14 +252,6 @@ def from_row_blocks(fmt: str, shape, blocks, group: int | None = None):
     return Int8Weight(q, scales)
 
 
-def as_parameter(value):
-    """What a model keeps for a parameter: a compact weight as it is, anything else as a C-contiguous
-    float32 array (no copy when it already is one)."""
-    if isinstance(value, CompactWeight):
-        return value
-    return np.ascontiguousarray(value, dtype=np.float32)
-
-
 def stored_bytes(params) -> int:
     """Bytes the parameters occupy, compact or not."""
     return int(sum(v.nbytes for v in params.values()))
