@@ -128,7 +128,7 @@ def _dtype_summary(tensors) -> str:
 
 
 def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
-                    progress: bool = True) -> Tuple[dict, Dict[str, np.ndarray]]:
+                    progress: bool = True, convert=None) -> Tuple[dict, Dict[str, np.ndarray]]:
     """Reads an RWKV-4, -5.2, -6 or -7 checkpoint into (config, params); the version is detected.
 
     source: a Hugging Face repo id ("RWKV/rwkv-4-169m-pile"), an HF-style folder (config.json +
@@ -139,6 +139,11 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
         epsilon from config.json when present; dtype = stored dtype.
     params: {internal name: float32 C-contiguous array}, names and shapes as in ``tinyrwkv.layouts``
         (e.g. "blocks.3.att.time_mix_k" (C,), "blocks.3.ffn.key.weight" (F, C)).
+
+    convert: optional ``convert(internal_name, tensor: StoredTensor, f) -> value`` that reads each tensor
+        itself from the open file ``f`` (e.g. into a compact weight, block by block: see
+        ``tensors.iter_float32_rows`` / ``read_raw``); default ``read_float32``. Tensors are read one at
+        a time in file order, so memory peaks at the converted values plus one tensor's work space.
 
     Raises CheckpointError (file, key and shape named) or UnsafeCheckpointError (malicious pickle)."""
     weights = resolve(source, revision=revision, cache_dir=cache_dir, progress=progress)
@@ -164,8 +169,13 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
                 tensor = tensors[table[internal]]
                 if tensor.file not in files:
                     files[tensor.file] = open(tensor.file, "rb", buffering=0)
-                array = read_float32(tensor, files[tensor.file])
-                params[internal] = naming.to_internal(internal, array, config)   # (1, 1, C) -> (C,), LoRA (in, out) -> (out, in)
+                if convert is None:
+                    value = read_float32(tensor, files[tensor.file])
+                else:
+                    value = convert(internal, tensor, files[tensor.file])
+                if isinstance(value, np.ndarray):   # (1, 1, C) -> (C,), LoRA (in, out) -> (out, in)
+                    value = naming.to_internal(internal, value, config)
+                params[internal] = value            # (a compact weight is already (out, in))
                 bar.update(tensor.numel * tensor.itemsize)
     except OSError as e:
         raise CheckpointError(f"{weights}: read failed: {e}") from None
