@@ -7,7 +7,7 @@ state), and must fail with a message that points at the mistake.
 import numpy as np
 import pytest
 
-from exercise_checks import fails_with, load_solutions
+from exercise_checks import fails_with, load_solutions, own_copy
 from tinyrwkv.exercises import check
 
 
@@ -184,8 +184,9 @@ S03 = load_solutions("03")
 
 
 def gru_cell_with(**mistake):
-    from tinyrwkv.exercises.lesson03_gru import _gru_variant
+    from tinyrwkv.exercises import lesson03_gru
 
+    _gru_variant = own_copy(lesson03_gru._gru_variant)
     return lambda x, h_prev, w_ih, w_hh, b_ih, b_hh: _gru_variant(x, h_prev, w_ih, w_hh, b_ih, b_hh, **mistake)
 
 

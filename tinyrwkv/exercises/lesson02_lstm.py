@@ -43,7 +43,12 @@ def _lstm_variant(x, h_prev, c_prev, w_ih, w_hh, b_ih, b_hh, order="ifgo", tanh_
 # --------------------------------------------------------------------------- 1. the cell, forward
 
 
-@exercise("02")
+@exercise("02", library=(
+    "tinyrwkv.models.rnn:RecurrentLayer.cell",
+    "tinyrwkv.models.lstm:LSTMLayer.step",
+    "tinyrwkv.models.rnn:RecurrentLayer.forward",
+    "tinyrwkv.exercises.lesson02_lstm:_lstm_variant",
+))
 def lstm_cell(fn):
     """fn(x (B, D), h_prev (B, H), c_prev (B, H), w_ih (4H, D), w_hh (4H, H), b_ih (4H,), b_hh (4H,)) -> (h, c)."""
     layer, x, h_prev, c_prev = _lstm_step_inputs()
@@ -73,7 +78,11 @@ def lstm_cell(fn):
 # --------------------------------------------------------------------------- 2. the cell's gradient
 
 
-@exercise("02")
+@exercise("02", library=(
+    "tinyrwkv.models.lstm:LSTMLayer.step_backward",
+    "tinyrwkv.models.rnn:RecurrentLayer.cell_backward",
+    "tinyrwkv.models.rnn:RecurrentLayer.backward",
+))
 def lstm_dc_prev(fn):
     """fn(dh (B, H), dc (B, H), f (B, H), o (B, H), c (B, H)) -> dL/dc_{t-1} (B, H)."""
     layer, x, h_prev, c_prev = _lstm_step_inputs(seed=202)
@@ -104,7 +113,9 @@ def lstm_dc_prev(fn):
 _CONFIGS = ((10, 20, 1), (3, 7, 2), (16, 4, 3), (1, 1, 1))
 
 
-@exercise("02")
+@exercise("02", library=(
+    "tinyrwkv.nn.module:Module.num_parameters",
+))
 def lstm_num_params(fn):
     """fn(input_size, hidden_size, num_layers) -> int, as torch.nn.LSTM(input_size, hidden_size, num_layers)."""
     for D, H, L in _CONFIGS:

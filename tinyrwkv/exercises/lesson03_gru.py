@@ -55,7 +55,12 @@ def _gru_variant(x, h_prev, w_ih, w_hh, b_ih, b_hh, order="rzn", reset="torch", 
 # --------------------------------------------------------------------------- 1. the cell
 
 
-@exercise("03")
+@exercise("03", library=(
+    "tinyrwkv.models.rnn:RecurrentLayer.cell",
+    "tinyrwkv.models.gru:GRULayer.step",
+    "tinyrwkv.models.rnn:RecurrentLayer.forward",
+    "tinyrwkv.exercises.lesson03_gru:_gru_variant",
+))
 def gru_cell(fn):
     """fn(x (B, D), h_prev (B, H), w_ih (3H, D), w_hh (3H, H), b_ih (3H,), b_hh (3H,)) -> h (B, H)."""
     layer, x, h_prev = _gru_step_inputs()
@@ -125,7 +130,9 @@ _CONFIGS = [("rnn", 10, 20, 1, False), ("lstm", 10, 20, 1, False), ("gru", 10, 2
             ("gru", 3, 7, 2, False), ("lstm", 5, 4, 3, True), ("rnn", 6, 3, 2, True), ("gru", 2, 9, 2, True)]
 
 
-@exercise("03")
+@exercise("03", library=(
+    "tinyrwkv.nn.module:Module.num_parameters",
+))
 def recurrent_num_params(fn):
     """fn(kind in {"rnn", "lstm", "gru"}, input_size, hidden_size, num_layers, bidirectional) -> int."""
     for kind, D, H, L, bi in _CONFIGS:

@@ -34,7 +34,11 @@ def _attention_with(q, k, v, mask, scale):
 # --------------------------------------------------------------------------- 1. causal attention
 
 
-@exercise("05")
+@exercise("05", library=(
+    "tinyrwkv.nn.attention:scaled_dot_product_attention",
+    "tinyrwkv.nn.attention:MultiHeadAttention.forward",
+    "tinyrwkv.exercises.lesson05_transformer:_attention_with",
+))
 def causal_attention(fn):
     """fn(q (T, D), k (T, D), v (T, Dv)) -> (y (T, Dv), weights (T, T)), query i attending keys 0..i."""
     q, k, v = _qkv()
@@ -66,7 +70,9 @@ def causal_attention(fn):
 # --------------------------------------------------------------------------- 2. positional encoding
 
 
-@exercise("05")
+@exercise("05", library=(
+    "tinyrwkv.models.transformer:sinusoidal_positions",
+))
 def sinusoidal_encoding(fn):
     """fn(n_positions, dim) -> (T, C): PE[p, 2i] = sin(p / 10000^(2i/C)), PE[p, 2i+1] = cos(same)."""
     T, C = 12, 8
@@ -95,7 +101,11 @@ def sinusoidal_encoding(fn):
 # --------------------------------------------------------------------------- 3. one KV-cache step
 
 
-@exercise("05")
+@exercise("05", library=(
+    "tinyrwkv.nn.attention:scaled_dot_product_attention",
+    "tinyrwkv.nn.attention:MultiHeadAttention.forward",
+    "tinyrwkv.exercises.lesson05_transformer:_attention_with",
+))
 def kv_cache_step(fn):
     """fn(q, k, v (D,) the new token's; cache_k, cache_v (Tp, D)) -> (y (D,), cache_k (Tp+1, D), cache_v (Tp+1, D)).
 
@@ -128,7 +138,9 @@ def kv_cache_step(fn):
 # --------------------------------------------------------------------------- 4. split heads
 
 
-@exercise("05")
+@exercise("05", library=(
+    "tinyrwkv.nn.attention:MultiHeadAttention.split_heads",
+))
 def split_heads(fn):
     """fn(x (B, T, E), n_heads) -> (B, H, T, E/H); head h owns features h*E/H .. (h+1)*E/H - 1."""
     B, T, E, H = 2, 3, 8, 4

@@ -34,7 +34,14 @@ def _wkv_variant(w, u, k, v, distance_offset=1, bonus=True, normalise=True):
     return y
 
 
-@exercise("06")
+@exercise("06", library=(
+    "tinyrwkv.kernels.wkv_numpy:wkv_closed_form",
+    "tinyrwkv.kernels.wkv_numpy:wkv_forward",
+    "tinyrwkv.kernels.wkv_numpy:wkv_step",
+    "tinyrwkv.kernels.wkv_numpy:stable_step",
+    "tinyrwkv.kernels.wkv_numba:wkv_forward",
+    "tinyrwkv.exercises.lesson06_attention_to_rwkv:_wkv_variant",
+))
 def wkv_one_channel(fn):
     """fn(w, u, k (T,), v (T,)) -> wkv (T,): the closed form for one channel, w < 0, u the bonus."""
     rng = np.random.default_rng(6)
@@ -73,7 +80,14 @@ def _step_variant(w, u, k, v, aa, bb, pp, bonus_in_state=False, decay=True, outp
     return np.stack([y, new_aa, new_bb, p])
 
 
-@exercise("06")
+@exercise("06", library=(
+    "tinyrwkv.kernels.wkv_numpy:stable_step",
+    "tinyrwkv.kernels.wkv_numpy:wkv_step",
+    "tinyrwkv.kernels.wkv_numpy:wkv_forward",
+    "tinyrwkv.kernels.wkv_numba:wkv_step",
+    "tinyrwkv.kernels.wkv_numba:wkv_forward",
+    "tinyrwkv.exercises.lesson06_attention_to_rwkv:_step_variant",
+))
 def wkv_stable_step(fn):
     """fn(w, u, k, v, aa, bb, pp), all (C,) -> (y, aa, bb, pp), each (C,): one step of the stable recurrence."""
     rng = np.random.default_rng(16)
@@ -110,7 +124,9 @@ def wkv_stable_step(fn):
 # --------------------------------------------------------------------------- 3. token shift
 
 
-@exercise("06")
+@exercise("06", library=(
+    "tinyrwkv.models.rwkv:token_shift",
+))
 def rwkv_token_shift(fn):
     """fn(x (B, T, C), x_prev (B, C)) -> (B, T, C): position t holds x[:, t-1]; position 0 holds x_prev."""
     rng = np.random.default_rng(26)
@@ -131,7 +147,9 @@ def rwkv_token_shift(fn):
 # --------------------------------------------------------------------------- 4. channel-mix
 
 
-@exercise("06")
+@exercise("06", library=(
+    "tinyrwkv.models.rwkv:channel_mix",
+))
 def rwkv_channel_mix(fn):
     """fn(x (T, C), x_prev (C,), mu_k (C,), mu_r (C,), W_k (F, C), W_r (C, C), W_v (C, F)) -> (T, C)."""
     rng = np.random.default_rng(36)
