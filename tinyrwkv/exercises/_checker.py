@@ -22,7 +22,7 @@ library functions whose result the exercise asks for ("tinyrwkv.kernels.wkv_nump
 "tinyrwkv.models.rnn:RecurrentLayer.cell"). A learner's function that IS one of them (directly, through
 functools.wraps / partial, or as a bound method) fails at once; while the learner's function runs,
 every place it could reach them through (the attribute of every loaded tinyrwkv module or class that
-holds them, and the function's own globals, closure cells and defaults) holds a poisoned stand-in,
+holds them, and the function's own globals, closure cells and default arguments) holds a poisoned stand-in,
 so calling through fails with "this calls tinyrwkv's own X; write it yourself".
 
 Every result is also written, as one JSON line {"exercise", "lesson", "ok", "message"}, to the file
@@ -254,6 +254,9 @@ def _poisoned(fn, library, calls):
             if g.__defaults__ and any(poison(d) is not None for d in g.__defaults__):
                 undo.append((setattr, g, "__defaults__", g.__defaults__))
                 g.__defaults__ = tuple(poison(d) or d for d in g.__defaults__)
+            if g.__kwdefaults__ and any(poison(d) is not None for d in g.__kwdefaults__.values()):
+                undo.append((setattr, g, "__kwdefaults__", g.__kwdefaults__))
+                g.__kwdefaults__ = {k: poison(d) or d for k, d in g.__kwdefaults__.items()}
     try:
         yield
     finally:

@@ -10,6 +10,8 @@ matches a typical mistake, the message names the mistake.
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ..models.lstm import LSTM, LSTMLayer
@@ -63,11 +65,15 @@ def lstm_cell(fn):
     def wrong(**mistake):
         return _lstm_variant(x, h_prev, c_prev, *params, **mistake)
 
-    order_hint = ("the gates are stacked in torch's order i, f, g, o: rows [0:H] input, [H:2H] forget, "
-                  "[2H:3H] candidate g, [3H:4H] output.")
-    orders = ("ifog", "figo", "igfo", "iofg", "gifo", "oifg")             # plausible wrong orders
+    # every one of the 23 wrong orders of the four gate blocks, named by what the learner read
+    wrong_orders = ["".join(p) for p in itertools.permutations("ifgo") if "".join(p) != "ifgo"]
+
+    def order_hint(order):
+        return (f"gate order: you read the four blocks of rows as {', '.join(order)}; torch stacks them "
+                f"i, f, g, o: rows [0:H] input, [H:2H] forget, [2H:3H] candidate g, [3H:4H] output.")
+
     for name, got, want, k in (("c", c, want_c, 1), ("h", h, want_h, 0)):
-        hints = {order_hint: [wrong(order=o)[k] for o in orders]}
+        hints = {order_hint(o): wrong(order=o)[k] for o in wrong_orders}
         hints["you left out the input gate: c = f * c_prev + i * g."] = wrong(use_i=False)[k]
         hints["you left out the forget gate: c = f * c_prev + i * g."] = wrong(use_f=False)[k]
         if name == "h":

@@ -113,6 +113,10 @@ def gru_hold_biases(fn):
         z = np.stack([c[2] for c in caches])                             # (T, B, H): the update gates
         r = np.stack([c[1] for c in caches])
         moved = f"after 20 steps h moved by up to {drift:.3g} from h_0 (allowed 1e-3). "
+        if z.mean() < 0.1:
+            raise CheckFailed(moved + f"The update gate z averaged {z.mean():.4f}, near 0: h = (1 - z) * n + "
+                              f"z * h_prev then REPLACES the state by the candidate n at every step. To keep h_0, "
+                              f"z must be near 1: a large POSITIVE bias on z's block (rows [H:2H]).")
         if z.mean() > 0.9:
             raise CheckFailed(moved + f"The update gate z averaged {z.mean():.4f}: close to 1, but after 20 steps the "
                               f"old state keeps only about z**20 = {z.mean() ** 20:.3f} of its weight. Use a larger bias.")

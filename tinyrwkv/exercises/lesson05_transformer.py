@@ -62,7 +62,7 @@ def causal_attention(fn):
         "the softmax runs over the keys (axis -1), so each query's weights sum to 1": e / e.sum(axis=0, keepdims=True),
     })
     expect_shape("y", got_y, want_y.shape)
-    expect_close("y", got_y, want_y, mistakes={
+    expect_close("y", got_y, want_y, time_axis=0, mistakes={
         "y is weights @ v (the values), not weights @ k": want_w @ k[:, :v.shape[1]],
     })
 
@@ -122,7 +122,10 @@ def kv_cache_step(fn):
         y, cache_k, cache_v = out
         expect_shape(f"cache_k after token {t}", cache_k, (t + 1, D))
         expect_shape(f"cache_v after token {t}", cache_v, (t + 1, D))
-        expect_close(f"cache_k after token {t} (the keys so far, in order)", cache_k, k[:t + 1])
+        expect_close(f"cache_k after token {t} (the keys so far, in order)", cache_k, k[:t + 1], mistakes={
+            "append the new key at the END of the cache (np.concatenate([cache_k, k[None]])): row j must hold "
+            "token j's key": k[:t + 1][::-1],
+        })
         expect_close(f"cache_v after token {t} (the values so far, in order)", cache_v, v[:t + 1])
         expect_shape(f"y at token {t}", y, (D,))
         past_only = (np.zeros(D) if t == 0 else

@@ -50,7 +50,7 @@ def wkv_one_channel(fn):
     want = wkv_closed_form(np.array([w]), np.array([u]), k[None, :, None], v[None, :, None])[0, :, 0]
     got = fn(w, u, k.copy(), v.copy())
     expect_shape("wkv", got, (T,))
-    expect_close("wkv", got, want, mistakes={
+    expect_close("wkv", got, want, time_axis=0, mistakes={
         "the current token's weight is e^(u + k_t): you left out the bonus u": _wkv_variant(w, u, k, v, bonus=False),
         "token i < t is (t-1-i) steps back, not (t-i): the most recent past token is not decayed at all":
             _wkv_variant(w, u, k, v, distance_offset=0),
@@ -134,7 +134,7 @@ def rwkv_token_shift(fn):
     want = token_shift(x, x_prev)
     got = fn(x.copy(), x_prev.copy())
     expect_shape("shifted x", got, x.shape)
-    expect_close("shifted x", got, want, mistakes={
+    expect_close("shifted x", got, want, time_axis=1, mistakes={
         "position 0 gets x_prev, the last x of the previous chunk (or of the state), not zeros":
             np.concatenate([np.zeros_like(x_prev)[:, None], x[:, :-1]], axis=1),
         "you shifted the wrong way: position t must hold the *previous* token x[:, t-1], not the next one":
@@ -170,7 +170,7 @@ def rwkv_channel_mix(fn):
         return gate(mr @ W_r.T) * (act(mk @ W_k.T) @ W_v.T)
 
     xx = token_shift(x[None], x_prev[None])[0]
-    expect_close("channel-mix output", got, want, mistakes={
+    expect_close("channel-mix output", got, want, time_axis=0, mistakes={
         "the activation is the *squared* ReLU, relu(k)^2": variant(act=F.relu),
         "the receptance gate is sigmoid(r), multiplied in; you left it out": variant(gate=lambda r: 1.0),
         "mu weighs the current token: mu * x_t + (1 - mu) * x_{t-1}, not the other way round":

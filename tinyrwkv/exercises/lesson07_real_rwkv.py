@@ -32,7 +32,7 @@ def _time_decays(L=4, C=9, seed=7):
 def half_life(fn):
     """fn(time_decay (C,)) -> (C,) half-lives in tokens: ln 2 / exp(time_decay)."""
     td = _time_decays()[0]
-    got = np.asarray(fn(td.copy()), dtype=np.float64)
+    got = np.asarray(fn(td.copy()))                  # its own dtype: an integer result gets its own hint
     expect_shape("half-life", got, td.shape)
     w = -np.exp(td)
     expect_close("half-life", got, _half_life(td), mistakes={

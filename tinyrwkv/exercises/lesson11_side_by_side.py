@@ -58,6 +58,9 @@ def count_state_floats(fn):
         if name == "GPT" and got == want + 1:
             raise CheckFailed("GPT: the 'position' entry is a counter (a Python int), not a float the model "
                               "carries; count only the arrays.")
+        if got in (4 * want, 8 * want, 2 * want):
+            raise CheckFailed(f"{name}: you have {got} = {got // want} x the number of floats: that is bytes "
+                              f"(array.nbytes); count numbers (array.size).")
         arrays = _count_arrays(state)
         if got == arrays:
             raise CheckFailed(f"{name}: you counted {got} arrays; count the numbers inside them (array.size).")
