@@ -18,14 +18,15 @@ from .tokenizer import load_tokenizer, resolve_shipped
 
 
 def load(source, backend: str = "auto", *, revision: Optional[str] = None, cache_dir=None,
-         progress: bool = True) -> RWKV:
+         progress: bool = True, allow_nonfinite: bool = False) -> RWKV:
     """Reads an RWKV-4 checkpoint (see ``tinyrwkv.checkpoints.read_checkpoint`` for what ``source``
     may be) and builds the model on it; ``backend`` picks the WKV kernels ("auto", "numba",
     "numpy", "cuda"). ``source`` may also name a model shipped in the package ("tiny": a 4-layer
-    char-level RWKV-4 trained on the small_tales corpus). Raises CheckpointError naming the file,
-    key or shape at fault."""
+    char-level RWKV-4 trained on the small_tales corpus). A weight holding NaN or infinity is
+    refused unless ``allow_nonfinite=True``. Raises CheckpointError naming the file, key or shape at fault."""
     source = resolve_shipped(source)
-    config, params = read_checkpoint(source, revision=revision, cache_dir=cache_dir, progress=progress)
+    config, params = read_checkpoint(source, revision=revision, cache_dir=cache_dir, progress=progress,
+                                     allow_nonfinite=allow_nonfinite)
     return RWKV(RWKVConfig.from_dict(config), params, backend=backend)
 
 
