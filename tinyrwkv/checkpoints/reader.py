@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .. import layouts
 from . import naming, safetensors_file, torch_zip
 from .errors import CheckpointError
 from .hub import download
@@ -145,14 +146,15 @@ def _dtype_summary(tensors) -> str:
 
 def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
                     progress: bool = True, allow_nonfinite: bool = False) -> Tuple[dict, Dict[str, np.ndarray]]:
-    """Reads an RWKV-4 checkpoint into (config, params).
+    """Reads an RWKV-4, -5.2, -6 or -7 checkpoint into (config, params); the version is detected.
 
     source: a Hugging Face repo id ("RWKV/rwkv-4-169m-pile"), an HF-style folder (config.json +
         model.safetensors | pytorch_model.bin | shards with an index), a .safetensors / .bin / .pth
         file (BlinkDL names or HF names; float32, float16 or bfloat16) or a shard index.
-    config: {"n_layer", "n_embd", "vocab_size", "ffn_dim", "layer_norm_epsilon", "source", "dtype"},
-        sizes inferred from the shapes; epsilon from config.json when present; dtype = stored dtype.
-    params: {internal name: float32 C-contiguous array}, names and shapes as in ``naming``
+    config: {"version", "n_layer", "n_embd", "vocab_size", "ffn_dim", "layer_norm_epsilon", "source", "dtype"}
+        (+ "head_size", "n_head" and the low-rank sizes for v5-v7), sizes inferred from the shapes;
+        epsilon from config.json when present; dtype = stored dtype.
+    params: {internal name: float32 C-contiguous array}, names and shapes as in ``tinyrwkv.layouts``
         (e.g. "blocks.3.att.time_mix_k" (C,), "blocks.3.ffn.key.weight" (F, C)).
 
     allow_nonfinite: a tensor holding NaN or infinity is refused (CheckpointError naming the tensor,
@@ -167,7 +169,6 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
     config = _check_config(naming.infer_config(shapes, file_naming, str(weights), _layer_norm_epsilon(weights)),
                            str(weights))
     table = naming.check_and_map(shapes, file_naming, config, file_of, str(weights))
-    expected = naming.expected_shapes(config)
     config["source"] = str(source)
     config["dtype"] = _dtype_summary(tensors[name] for name in table.values())
 
@@ -189,7 +190,7 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
                 if found:
                     raise CheckpointError(f"{tensor.file}: {_nonfinite_message(tensor.name, found)}; "
                                           f"pass allow_nonfinite=True to load it anyway")
-                params[internal] = array.reshape(expected[internal])   # (1, 1, C) -> (C,): a view, no copy
+                params[internal] = naming.to_internal(internal, array, config)   # (1, 1, C) -> (C,), LoRA (in, out) -> (out, in)
                 bar.update(tensor.numel * tensor.itemsize)
     except OSError as e:
         raise CheckpointError(f"{weights}: read failed: {e}") from None
@@ -207,8 +208,9 @@ def inspect_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None
     Returns {"source", "path", "format", "naming" ("hf" | "blinkdl" | None),
              "tensors": [{"name", "shape", "dtype", "file"}, ...] in file order,
              "parameter_count", "stored_bytes", "dtype" (stored; "mixed(...)" if several),
-             "config" (inferred, or None), "problems" (list of str: missing / unexpected / wrong shape,
-             and with check_values "<name>: N non-finite value(s) (first at index ...: NaN)"),
+             "version" (4, 5.2, 6, 7 or None), "config" (inferred, or None),
+             "problems" (list of str: missing / unexpected / wrong shape, or what the file looks like;
+             with check_values also "<name>: N non-finite value(s) (first at index ...: NaN)"),
              "nonfinite" ({name: count} of the tensors holding any; None without check_values)}."""
     weights = resolve(source, revision=revision, cache_dir=cache_dir)
     tensors, fmt = list_stored_tensors(weights)
@@ -221,11 +223,12 @@ def inspect_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None
         "parameter_count": int(sum(t.numel for t in tensors.values())),
         "stored_bytes": int(sum(t.numel * t.itemsize for t in tensors.values())),
         "dtype": _dtype_summary(tensors.values()) if tensors else None,
-        "config": None, "problems": [], "nonfinite": None,
+        "version": None, "config": None, "problems": [], "nonfinite": None,
     }
     try:
         info["naming"] = naming.detect_naming(shapes, str(weights))
         info["config"] = naming.infer_config(shapes, info["naming"], str(weights), _layer_norm_epsilon(weights))
+        info["version"] = info["config"]["version"]
         info["problems"] = naming.find_problems(shapes, info["naming"], info["config"], file_of)
     except CheckpointError as e:
         info["problems"] = [str(e)]
@@ -247,8 +250,12 @@ def describe(info: dict) -> List[str]:
     """Human-readable lines for an ``inspect_checkpoint`` result (what ``tinyrwkv info`` prints)."""
     lines = [f"source:     {info['source']}", f"file:       {info['path']} ({info['format']})",
              f"naming:     {info['naming'] or '?'}", f"dtype:      {info['dtype']}",
+             f"version:    {layouts.NAMES.get(info.get('version'), '?')}",
              f"parameters: {info['parameter_count']:,} ({info['stored_bytes'] / 2**20:.1f} MiB stored, "
              f"{info['parameter_count'] * 4 / 2**20:.1f} MiB as float32)"]
+    config = info["config"]
+    if config and config.get("head_size"):
+        lines.append(f"heads:      {config['n_head']} heads of size {config['head_size']}")
     if info["config"]:
         lines.append("config:     " + ", ".join(f"{k}={v}" for k, v in info["config"].items()))
     lines += [f"problem:    {p}" for p in info["problems"]]
