@@ -23,6 +23,12 @@ _CHILD = r"""
 import json, os, resource, sys, time
 limit = int(sys.argv[1]) * 2**20
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+def peak_mb():
+    # VmHWM: this process image's peak RSS. (ru_maxrss would include the parent's, inherited across fork + exec.)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 PATH = sys.argv[2]
 result = {"error_type": None, "error_module": None, "message": None}
 import numpy, tinyrwkv.errors                     # imported before the clock starts
@@ -33,7 +39,7 @@ except BaseException as e:
     result.update(error_type=type(e).__name__, error_module=type(e).__module__, message=str(e)[:2000],
                   is_ours=isinstance(e, tinyrwkv.errors.TinyRWKVError))
 result["seconds"] = time.perf_counter() - start
-result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+result["maxrss_mb"] = peak_mb()
 print("RESULT " + json.dumps(result))
 """
 
@@ -74,6 +80,12 @@ _MANY = r"""
 import json, resource, sys, time
 limit = int(sys.argv[1]) * 2**20
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+def peak_mb():
+    # VmHWM: this process image's peak RSS. (ru_maxrss would include the parent's, inherited across fork + exec.)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 cases = json.loads(open(sys.argv[2]).read())
 import numpy, tinyrwkv.errors
 exec(compile(sys.argv[3], "<setup>", "exec"))      # defines run(path)
@@ -86,7 +98,7 @@ for path in cases:
         result.update(error_type=type(e).__name__, message=str(e)[:2000],
                       is_ours=isinstance(e, tinyrwkv.errors.TinyRWKVError))
     result["seconds"] = time.perf_counter() - start
-    result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["maxrss_mb"] = peak_mb()
     print("RESULT " + json.dumps(result), flush=True)
 """
 
