@@ -24,7 +24,7 @@ from . import naming, safetensors_file, torch_zip
 from .errors import CheckpointError
 from .hub import download
 from .json_file import read_json_object
-from .tensors import StoredTensor, first_nonfinite, read_float32
+from .tensors import StoredTensor, first_nonfinite, iter_float32_rows, read_float32
 
 # folder -> weights file, in order of preference (safetensors needs no pickle and no torch)
 PREFERRED_FILES = ("model.safetensors.index.json", "model.safetensors",
@@ -134,6 +134,20 @@ def _check_config(config: dict, where: str) -> dict:
     return config
 
 
+def _stored_nonfinite(tensor: StoredTensor, f):
+    """first_nonfinite of a stored tensor, read again block by block (for values converted to a compact
+    form, whose NaN/inf would otherwise hide in words or scales); the index is in the stored shape."""
+    if len(tensor.shape) != 2:
+        return first_nonfinite(read_float32(tensor, f))
+    count, first = 0, None
+    for row, block in iter_float32_rows(tensor, f):
+        found = first_nonfinite(block)
+        if found:
+            count += found[0]
+            first = first or ((row + found[1][0], found[1][1]), found[2])
+    return (count, first[0], first[1]) if count else None
+
+
 def _nonfinite_message(name: str, found) -> str:
     count, index, kind = found
     return f"{name}: {count} non-finite value(s) (first at index {index}: {kind})"
@@ -145,7 +159,8 @@ def _dtype_summary(tensors) -> str:
 
 
 def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
-                    progress: bool = True, allow_nonfinite: bool = False) -> Tuple[dict, Dict[str, np.ndarray]]:
+                    progress: bool = True, convert=None,
+                    allow_nonfinite: bool = False) -> Tuple[dict, Dict[str, np.ndarray]]:
     """Reads an RWKV-4, -5.2, -6 or -7 checkpoint into (config, params); the version is detected.
 
     source: a Hugging Face repo id ("RWKV/rwkv-4-169m-pile"), an HF-style folder (config.json +
@@ -156,6 +171,11 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
         epsilon from config.json when present; dtype = stored dtype.
     params: {internal name: float32 C-contiguous array}, names and shapes as in ``tinyrwkv.layouts``
         (e.g. "blocks.3.att.time_mix_k" (C,), "blocks.3.ffn.key.weight" (F, C)).
+
+    convert: optional ``convert(internal_name, tensor: StoredTensor, f) -> value`` that reads each tensor
+        itself from the open file ``f`` (e.g. into a compact weight, block by block: see
+        ``tensors.iter_float32_rows`` / ``read_raw``); default ``read_float32``. Tensors are read one at
+        a time in file order, so memory peaks at the converted values plus one tensor's work space.
 
     allow_nonfinite: a tensor holding NaN or infinity is refused (CheckpointError naming the tensor,
         the count and the first index) unless this is True (to study a broken checkpoint).
@@ -185,12 +205,19 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
                 tensor = tensors[table[internal]]
                 if tensor.file not in files:
                     files[tensor.file] = open(tensor.file, "rb", buffering=0)
-                array = read_float32(tensor, files[tensor.file])
-                found = None if allow_nonfinite else first_nonfinite(array)
-                if found:
-                    raise CheckpointError(f"{tensor.file}: {_nonfinite_message(tensor.name, found)}; "
-                                          f"pass allow_nonfinite=True to load it anyway")
-                params[internal] = naming.to_internal(internal, array, config)   # (1, 1, C) -> (C,), LoRA (in, out) -> (out, in)
+                if convert is None:
+                    value = read_float32(tensor, files[tensor.file])
+                else:
+                    value = convert(internal, tensor, files[tensor.file])
+                if not allow_nonfinite:
+                    found = (first_nonfinite(value) if isinstance(value, np.ndarray)
+                             else _stored_nonfinite(tensor, files[tensor.file]))   # a compact weight: check the file
+                    if found:
+                        raise CheckpointError(f"{tensor.file}: {_nonfinite_message(tensor.name, found)}; "
+                                              f"pass allow_nonfinite=True to load it anyway")
+                if isinstance(value, np.ndarray):   # (1, 1, C) -> (C,), LoRA (in, out) -> (out, in)
+                    value = naming.to_internal(internal, value, config)
+                params[internal] = value            # (a compact weight is already (out, in))
                 bar.update(tensor.numel * tensor.itemsize)
     except OSError as e:
         raise CheckpointError(f"{weights}: read failed: {e}") from None
