@@ -37,7 +37,7 @@ def model_class(version):
 
 
 def load(source, backend: str = "auto", *, weights: str = "fp32", revision: Optional[str] = None,
-         cache_dir=None, progress: bool = True) -> RWKVBase:
+         cache_dir=None, progress: bool = True, allow_nonfinite: bool = False) -> RWKVBase:
     """Reads an RWKV-4, -5.2, -6 or -7 checkpoint (see ``tinyrwkv.checkpoints.read_checkpoint`` for
     what ``source`` may be), detects the version from its tensors and builds that model on it
     (``model.config.version`` says which; ``repr(model)`` too); ``backend`` picks the WKV kernels
@@ -49,12 +49,13 @@ def load(source, backend: str = "auto", *, weights: str = "fp32", revision: Opti
     scale per output row, a quarter). Vectors stay float32. Compact matrices are converted tensor by
     tensor, block by block, as the file is read: the float32 model is never held whole.
 
+    A weight holding NaN or infinity is refused unless ``allow_nonfinite=True``.
     Raises CheckpointError naming the file, key or shape at fault, or saying what an unsupported
     file looks like."""
     source = resolve_shipped(source)
     convert = None if check_format(weights) == "fp32" else compact_reader(weights)
     config, params = read_checkpoint(source, revision=revision, cache_dir=cache_dir, progress=progress,
-                                     convert=convert)
+                                     convert=convert, allow_nonfinite=allow_nonfinite)
     config = RWKVConfig.from_dict(config)
     return model_class(config.version)(config, params, backend=backend)
 
