@@ -161,12 +161,19 @@ def _from_json_file(path: pathlib.Path):
 
 def load_tokenizer(source, *, revision: Optional[str] = None, cache_dir=None):
     """A Tokenizer (or CharTokenizer) from a tokenizer JSON file, a folder holding one, a
-    Hugging Face repo id (its tokenizer.json, downloaded through huggingface_hub and cached), or a
-    shipped model's name ("tiny": the char-level tokenizer of tinyrwkv/data/tiny_rwkv)."""
+    Hugging Face repo id (its tokenizer.json, downloaded through huggingface_hub and cached), a
+    shipped model's name ("tiny": the char-level tokenizer of tinyrwkv/data/tiny_rwkv), or "world"
+    (the RWKV World models' vocabulary, ``tokenizer_world.WorldTokenizer``; also an rwkv_vocab*.txt path)."""
     if isinstance(source, (Tokenizer, CharTokenizer)):
         return source
+    if isinstance(source, str) and source.lower() in ("world", "rwkv_vocab_v20230424"):
+        from .tokenizer_world import world_tokenizer      # the RWKV World models' greedy byte tokenizer
+        return world_tokenizer()
     source = resolve_shipped(source)
     path = pathlib.Path(os.fspath(source)).expanduser()
+    if path.is_file() and path.name.startswith("rwkv_vocab") and path.suffix == ".txt":
+        from .tokenizer_world import world_tokenizer
+        return world_tokenizer(path)
     if path.is_file():
         return _from_json_file(path)
     if path.is_dir():
