@@ -202,6 +202,26 @@ add_command("figures", "regenerate the figures the README and the lessons show (
             _figures_arguments, _run_figures)
 
 
+# --------------------------------------------------------------------------- grade
+
+
+def _grade_arguments(p: argparse.ArgumentParser) -> None:
+    from .grading import add_arguments
+    add_arguments(p)
+
+
+def _run_grade(args) -> int:
+    from .grading import GradingError, run_from_args
+    try:
+        return run_from_args(args)
+    except GradingError as e:
+        raise UsageError(str(e)) from None
+
+
+add_command("grade", "run students' notebooks in fresh kernels and write a grade table (CSV and Markdown)",
+            _grade_arguments, _run_grade)
+
+
 # --------------------------------------------------------------------------- main
 
 
