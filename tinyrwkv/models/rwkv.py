@@ -275,6 +275,15 @@ class RWKVState:
     def n_embd(self) -> int:
         return self.att_x.shape[2]
 
+    def __repr__(self):
+        """Shapes, batch, dtype and size, never the arrays: RWKVState(n_layer=12, batch=1, n_embd=768,
+        float32, 5 x (12, 1, 768), 180.0 KiB)."""
+        arrays = [getattr(self, f) for f in self.FIELDS]
+        dtypes = sorted({str(np.asarray(a).dtype) for a in arrays})
+        kib = sum(np.asarray(a).nbytes for a in arrays) / 1024
+        return (f"RWKVState(n_layer={self.n_layer}, batch={self.batch_size}, n_embd={self.n_embd}, "
+                f"{'/'.join(dtypes)}, {len(arrays)} x {tuple(np.shape(self.att_x))}, {kib:.1f} KiB)")
+
     def copy(self) -> "RWKVState":
         return RWKVState(*(getattr(self, f).copy() for f in self.FIELDS))
 
