@@ -143,6 +143,7 @@ def test_rwkv_state_repr_is_short():
     from tinyrwkv.models.rwkv import RWKVState
     state = RWKVState.zeros(12, 768, batch_size=2)
     text = repr(state)
-    assert text == "RWKVState(n_layer=12, batch=2, n_embd=768, float32, 5 x (12, 2, 768), 360.0 KiB)"
-    assert len(repr(RWKVState.zeros(24, 2048, 8))) < 120 and "array" not in text
+    assert text == ("RWKVState(batch=2, float32, att_x(12, 2, 768), aa(12, 2, 768), bb(12, 2, 768), "
+                    "pp(12, 2, 768), ffn_x(12, 2, 768); 46,080 floats per sequence, 360.0 KiB)")
+    assert len(repr(RWKVState.zeros(24, 2048, 8))) < 200 and "array" not in text
     assert np.isfinite(state.pp).all()

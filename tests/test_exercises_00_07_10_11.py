@@ -222,6 +222,7 @@ def test_count_state_floats_catches_mistakes():
     fails_with(check.count_state_floats, count_variant(count_arrays=True), "array.size")
     fails_with(check.count_state_floats, count_variant(rwkv_first_field_only=True), "FIELDS")
     fails_with(check.count_state_floats, lambda s: float(count_variant()(s)), "return an int")
+    fails_with(check.count_state_floats, lambda s: 4 * count_variant()(s), "that is bytes")
 
 
 def crossover_variant(cache_factor=2, rwkv_factor=5, ties_count=False):

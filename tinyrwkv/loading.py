@@ -12,21 +12,51 @@ import pathlib
 from typing import Optional
 
 from .checkpoints import CheckpointError, read_checkpoint
+<<<<<<< HEAD
 from .checkpoints.hub import cached_snapshot
+=======
+from .checkpoints.tensors import iter_float32_rows, read_float32, read_raw
+>>>>>>> main
 from .models.rwkv import RWKV, RWKVConfig
+from .nn.compact import BF16Weight, check_format, from_row_blocks, is_compactable
 from .tokenizer import load_tokenizer, resolve_shipped
 
 
-def load(source, backend: str = "auto", *, revision: Optional[str] = None, cache_dir=None,
-         progress: bool = True) -> RWKV:
+def load(source, backend: str = "auto", *, weights: str = "fp32", revision: Optional[str] = None,
+         cache_dir=None, progress: bool = True) -> RWKV:
     """Reads an RWKV-4 checkpoint (see ``tinyrwkv.checkpoints.read_checkpoint`` for what ``source``
     may be) and builds the model on it; ``backend`` picks the WKV kernels ("auto", "numba",
     "numpy", "cuda"). ``source`` may also name a model shipped in the package ("tiny": a 4-layer
-    char-level RWKV-4 trained on the small_tales corpus). Raises CheckpointError naming the file,
-    key or shape at fault."""
+    char-level RWKV-4 trained on the small_tales corpus).
+
+    weights: how the weight matrices are kept (``tinyrwkv.nn.compact``): "fp32" (float32), "bf16"
+    (16-bit words, half the memory; read from bf16 checkpoints as is) or "int8" (8-bit + a float32
+    scale per output row, a quarter). Vectors stay float32. Compact matrices are converted tensor by
+    tensor, block by block, as the file is read: the float32 model is never held whole.
+
+    Raises CheckpointError naming the file, key or shape at fault."""
     source = resolve_shipped(source)
-    config, params = read_checkpoint(source, revision=revision, cache_dir=cache_dir, progress=progress)
+    convert = None if check_format(weights) == "fp32" else compact_reader(weights)
+    config, params = read_checkpoint(source, revision=revision, cache_dir=cache_dir, progress=progress,
+                                     convert=convert)
     return RWKV(RWKVConfig.from_dict(config), params, backend=backend)
+
+
+def compact_reader(fmt: str, group: Optional[int] = None):
+    """A ``read_checkpoint`` converter that stores the 2-d ``*.weight`` matrices in ``fmt`` ("bf16",
+    "int8"; group: int8 inputs per scale, None = per row) and everything else as float32."""
+    check_format(fmt)
+
+    def convert(name, tensor, f):
+        if not is_compactable(name, tensor.shape):
+            return read_float32(tensor, f)
+        if fmt == "bf16" and tensor.dtype == "bfloat16" and tensor.is_contiguous:
+            return BF16Weight(read_raw(tensor, f))           # the stored words are the bf16 words
+        try:
+            return from_row_blocks(fmt, tensor.shape, iter_float32_rows(tensor, f, 1 << 20), group)
+        except ValueError as e:                               # e.g. inf / NaN in an int8 matrix
+            raise CheckpointError(f"{tensor.file}: tensor {tensor.name!r} {tensor.shape}: {e}") from None
+    return convert
 
 
 # --------------------------------------------------------------------------- the real model, if it is here

@@ -28,7 +28,10 @@ def _curve(layer, n_layer, C, layer_ratio=None, channel_ratio=None):
     return -5.0 + 8.0 * x ** (0.7 + 1.3 * r01)
 
 
-@exercise("10")
+@exercise("10", library=(
+    "tinyrwkv.models.rwkv_train:init_rwkv4_params",
+    "tinyrwkv.exercises.lesson10_training:_curve",
+))
 def rwkv4_time_decay_init(fn):
     """fn(layer, n_layer, C) -> (C,) RWKV-4's initial time_decay for that layer."""
     for n_layer, C in ((4, 16), (6, 10)):
@@ -53,7 +56,9 @@ def rwkv4_time_decay_init(fn):
 # --------------------------------------------------------------------------- 2. counting a GPT
 
 
-@exercise("10")
+@exercise("10", library=(
+    "tinyrwkv.nn.module:Module.num_parameters",
+))
 def gpt_num_params(fn):
     """fn(vocab_size, dim, n_layers, ffn_dim) -> the number of parameters of GPT(vocab_size, dim, ..., ffn_dim)."""
     for V, C, L, F_ in ((61, 64, 4, 100), (50, 32, 2, 128), (10, 8, 1, 20)):
@@ -96,7 +101,10 @@ def _adam_variant(p, g, m, v, t, lr, b1, b2, eps, bias_correction=True, sqrt=Tru
     return np.concatenate([p - lr * m_hat / denom, m, v])
 
 
-@exercise("10")
+@exercise("10", library=(
+    "tinyrwkv.nn.optim:Adam.step",
+    "tinyrwkv.exercises.lesson10_training:_adam_variant",
+))
 def adam_update(fn):
     """fn(p, g, m, v, t, lr, beta1, beta2, eps) -> (p, m, v) after Adam's step number t (t starts at 1)."""
     rng = np.random.default_rng(10)

@@ -37,7 +37,14 @@ def _states(tokens=3):
     return states
 
 
-@exercise("11")
+@exercise("11", library=(
+    "tinyrwkv.compare:count_floats",
+    "tinyrwkv.models.base:LanguageModel.state_size",
+    "tinyrwkv.models.rwkv:RWKV.state_size",
+    "tinyrwkv.models.transformer:GPT.state_size",
+    "tinyrwkv.models.rnn:RecurrentLanguageModel.state_size",
+    "tinyrwkv.models.rwkv_train:RWKVLanguageModel.state_size",
+))
 def count_state_floats(fn):
     """fn(state) -> int: the number of floats in a model's state (RWKVState, the GPT's dict, the LSTM's list)."""
     for name, (state, want) in _states().items():
@@ -51,6 +58,9 @@ def count_state_floats(fn):
         if name == "GPT" and got == want + 1:
             raise CheckFailed("GPT: the 'position' entry is a counter (a Python int), not a float the model "
                               "carries; count only the arrays.")
+        if got in (4 * want, 8 * want, 2 * want):
+            raise CheckFailed(f"{name}: you have {got} = {got // want} x the number of floats: that is bytes "
+                              f"(array.nbytes); count numbers (array.size).")
         arrays = _count_arrays(state)
         if got == arrays:
             raise CheckFailed(f"{name}: you counted {got} arrays; count the numbers inside them (array.size).")
@@ -80,7 +90,16 @@ def _crossover(gpt_layers, gpt_dim, rwkv_layers, rwkv_dim, cache_factor=2, rwkv_
     return max(int(t), 1)
 
 
-@exercise("11")
+@exercise("11", library=(
+    "tinyrwkv.exercises.lesson11_side_by_side:_crossover",
+    "tinyrwkv.experiments.cost_and_memory:kv_cache_floats",
+    "tinyrwkv.experiments.cost_and_memory:rwkv_state_floats",
+    "tinyrwkv.models.base:LanguageModel.state_size",
+    "tinyrwkv.models.rwkv:RWKV.state_size",
+    "tinyrwkv.models.transformer:GPT.state_size",
+    "tinyrwkv.models.rnn:RecurrentLanguageModel.state_size",
+    "tinyrwkv.models.rwkv_train:RWKVLanguageModel.state_size",
+))
 def kv_crossover_length(fn):
     """fn(gpt_layers, gpt_dim, rwkv_layers, rwkv_dim) -> the smallest t >= 1 at which the GPT's KV
     cache (2 L t C floats) holds MORE floats than RWKV's state (5 L C)."""
@@ -116,7 +135,9 @@ def kv_crossover_length(fn):
 # --------------------------------------------------------------------------- 3. the loss column
 
 
-@exercise("11")
+@exercise("11", library=(
+    "tinyrwkv.nn.functional:cross_entropy",
+))
 def teacher_forced_loss(fn):
     """fn(logits (T, V), ids (T,)) -> float: mean over t < T-1 of -log softmax(logits[t])[ids[t+1]]."""
     rng = np.random.default_rng(3)
