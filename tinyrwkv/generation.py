@@ -28,10 +28,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-<<<<<<< HEAD
 from .errors import ParameterError
-=======
->>>>>>> main
 from .nn import functional as F
 
 REPLACEMENT_CHAR = "\ufffd"      # what decoding shows for half a UTF-8 character
@@ -304,8 +301,6 @@ def generate(model, tokenizer, prompt: Union[str, Sequence[str]], max_new_tokens
         raise ParameterError("stream works with one prompt; got a batch of " + str(len(prompts)))
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     write = _stdout_writer if stream is True else (stream or None)
-
-    from .models.rwkv import RWKVState     # here, so that checking parameters imports no model code
 
     # 1. Each prompt in parallel mode (prompts differ in length), then one batched state.
     rngs = [np.random.default_rng(None if seed is None else [seed, i]) for i in range(len(prompts))]

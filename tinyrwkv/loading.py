@@ -12,11 +12,8 @@ import pathlib
 from typing import Optional
 
 from .checkpoints import CheckpointError, read_checkpoint
-<<<<<<< HEAD
 from .checkpoints.hub import cached_snapshot
-=======
 from .checkpoints.tensors import iter_float32_rows, read_float32, read_raw
->>>>>>> main
 from .models.rwkv import RWKV, RWKVConfig
 from .nn.compact import BF16Weight, check_format, from_row_blocks, is_compactable
 from .tokenizer import load_tokenizer, resolve_shipped
