@@ -195,12 +195,14 @@ def _run_download(args) -> int:
 def _info_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="repo id, folder, .safetensors, .bin, .pth, or 'tiny' (the shipped model)")
     p.add_argument("--no-tensors", action="store_true", help="only the summary, not every tensor")
+    p.add_argument("--headers-only", action="store_true",
+                   help="read only the headers (default: also read every tensor once to count NaN/inf values)")
 
 
 def _run_info(args) -> int:
     from .checkpoints import describe, inspect_checkpoint
     from .tokenizer import resolve_shipped
-    info = inspect_checkpoint(resolve_shipped(args.source))
+    info = inspect_checkpoint(resolve_shipped(args.source), check_values=not args.headers_only)
     lines = describe(info)
     if args.no_tensors:
         lines = [line for line in lines if not line.startswith("  ")]

@@ -20,7 +20,7 @@ from .tokenizer import load_tokenizer, resolve_shipped
 
 
 def load(source, backend: str = "auto", *, weights: str = "fp32", revision: Optional[str] = None,
-         cache_dir=None, progress: bool = True) -> RWKV:
+         cache_dir=None, progress: bool = True, allow_nonfinite: bool = False) -> RWKV:
     """Reads an RWKV-4 checkpoint (see ``tinyrwkv.checkpoints.read_checkpoint`` for what ``source``
     may be) and builds the model on it; ``backend`` picks the WKV kernels ("auto", "numba",
     "numpy", "cuda"). ``source`` may also name a model shipped in the package ("tiny": a 4-layer
@@ -31,11 +31,12 @@ def load(source, backend: str = "auto", *, weights: str = "fp32", revision: Opti
     scale per output row, a quarter). Vectors stay float32. Compact matrices are converted tensor by
     tensor, block by block, as the file is read: the float32 model is never held whole.
 
+    A weight holding NaN or infinity is refused unless ``allow_nonfinite=True``.
     Raises CheckpointError naming the file, key or shape at fault."""
     source = resolve_shipped(source)
     convert = None if check_format(weights) == "fp32" else compact_reader(weights)
     config, params = read_checkpoint(source, revision=revision, cache_dir=cache_dir, progress=progress,
-                                     convert=convert)
+                                     convert=convert, allow_nonfinite=allow_nonfinite)
     return RWKV(RWKVConfig.from_dict(config), params, backend=backend)
 
 
