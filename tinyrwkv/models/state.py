@@ -33,6 +33,10 @@ class StateMethods:
     FIELDS: tuple = ()
     SHAPES: dict = {}
 
+    @classmethod
+    def _ndim(cls, field) -> int:
+        return cls.SHAPES[field].count(",") + 1
+
     def _arrays(self):
         return [getattr(self, f) for f in self.FIELDS]
 
@@ -41,7 +45,7 @@ class StateMethods:
         lead = np.shape(first)[:2]
         for f in self.FIELDS:
             a = getattr(self, f)
-            if np.ndim(a) != len(self.SHAPES[f]) or np.shape(a)[:2] != lead:
+            if np.ndim(a) != self._ndim(f) or np.shape(a)[:2] != lead:
                 raise ValueError(f"{type(self).__name__}: {f} must be {self.SHAPES[f]} with (n_layer, batch) = "
                                  f"{lead} like {self.FIELDS[0]}, got shape {np.shape(a)}")
 
@@ -73,7 +77,7 @@ class StateMethods:
         """Reads a state written by ``save`` through the safe .npz reader; StateFileError names the
         file (and the array) for anything else: not an .npz, another kind of state (other members),
         wrong dtype or ndim, truncated, NaN."""
-        arrays = read_npz(path, {f: len(cls.SHAPES[f].split(",")) for f in cls.FIELDS}, what=f"{cls.__name__} file")
+        arrays = read_npz(path, {f: cls._ndim(f) for f in cls.FIELDS}, what=f"{cls.__name__} file")
         try:
             return cls(*(arrays[f] for f in cls.FIELDS))
         except ValueError as e:                      # the shapes disagree
