@@ -26,12 +26,13 @@ from .errors import ParameterError, TinyRWKVError
 TOKENIZER_FILES = ("tokenizer.json", "20B_tokenizer.json", "char_tokenizer.json")
 # Models shipped inside the package, by short name: folders with config.json, model.safetensors and
 # tokenizer.json, so ``load(name)`` and ``load_tokenizer(name)`` work offline.
-SHIPPED_MODELS = {"tiny": pathlib.Path(__file__).resolve().parent / "data" / "tiny_rwkv"}
+SHIPPED_MODELS = {"tiny": pathlib.Path(__file__).resolve().parent / "data" / "tiny_rwkv",
+                  "tiny7": pathlib.Path(__file__).resolve().parent / "data" / "tiny_rwkv7"}
 EOT_TOKENS = ("<|endoftext|>", "</s>", "<eos>")
 
 
 def resolve_shipped(source):
-    """The folder of a shipped model when ``source`` names one ("tiny"), else ``source`` unchanged."""
+    """The folder of a shipped model when ``source`` names one ("tiny", "tiny7"), else ``source`` unchanged."""
     return SHIPPED_MODELS[source] if isinstance(source, str) and source in SHIPPED_MODELS else source
 
 CHAR_TOKENIZER_TYPE = "tinyrwkv.CharTokenizer"
