@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import pathlib
-import warnings
 from typing import Optional
 
 from .checkpoints import CheckpointError, read_checkpoint
+from .checkpoints.hub import cached_snapshot
 from .checkpoints.tensors import iter_float32_rows, read_float32, read_raw
 from .models.rwkv import RWKV, RWKVBase, RWKVConfig
 from .nn.compact import BF16Weight, check_format, from_row_blocks, is_compactable
@@ -93,7 +93,7 @@ def find_local_model(repo_id: str = REAL_169M, cache_dir=None):
     """Where a downloaded copy of ``repo_id`` lies on this machine, without touching the network.
 
     Looks, in order, at the environment variable TINYRWKV_MODEL (a folder or a checkpoint file;
-    FileNotFoundError naming it when it points nowhere), then at the Hugging Face cache (``cache_dir``
+    CheckpointError naming it when it points nowhere), then at the Hugging Face cache (``cache_dir``
     or the default ~/.cache/huggingface/hub): the snapshot folder that holds the repo's config.json
     and weights (*.safetensors or *.bin). Returns a ``pathlib.Path``, or None when the model has not
     been downloaded (``download_command(repo_id)`` says how to get it).
@@ -102,21 +102,9 @@ def find_local_model(repo_id: str = REAL_169M, cache_dir=None):
     if env:
         path = pathlib.Path(env).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"{MODEL_ENV}={env}: no such file or folder")
+            raise CheckpointError(f"{MODEL_ENV}={env}: no such file or folder")
         return path
-    try:
-        with warnings.catch_warnings():          # huggingface_hub imports tqdm.auto, which warns in
-            warnings.simplefilter("ignore")      # Jupyter when ipywidgets is absent
-            from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    config = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir)
-    if not isinstance(config, str):                  # None, or "known not to exist" (a sentinel object)
-        return None
-    folder = pathlib.Path(config).parent             # the snapshot folder of the cached revision
-    if any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")):
-        return folder
-    return None
+    return cached_snapshot(repo_id, cache_dir=cache_dir)
 
 
 def load_real_or_tiny(repo_id: str = REAL_169M, backend: str = "auto", cache_dir=None, verbose: bool = True):

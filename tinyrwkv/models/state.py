@@ -97,8 +97,13 @@ class StateMethods:
         return type(self)(*(a[:, index] for a in self._arrays()))
 
     def __repr__(self):
+        """Shapes, batch, dtype and size, never the arrays, e.g. RWKVState(batch=1, float32,
+        att_x(12, 1, 768), ...; 46,080 floats per sequence, 180.0 KiB)."""
         shapes = ", ".join(f"{f}{tuple(getattr(self, f).shape)}" for f in self.FIELDS)
-        return f"{type(self).__name__}({shapes}; {self.size():,} floats per sequence)"
+        dtypes = "/".join(sorted({str(a.dtype) for a in self._arrays()}))
+        kib = sum(a.nbytes for a in self._arrays()) / 1024
+        return (f"{type(self).__name__}(batch={self.batch_size}, {dtypes}, {shapes}; "
+                f"{self.size():,} floats per sequence, {kib:,.1f} KiB)")
 
 
 @dataclass(repr=False)
