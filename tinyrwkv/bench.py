@@ -15,6 +15,8 @@ usual way to see through a busy machine. Speed is measured here, never in tests.
 
     tinyrwkv bench                       # full size, with peers
     tinyrwkv bench --no-peers --tiny     # seconds: a smoke test of the machinery
+    tinyrwkv bench --version 7           # RWKV-7 at the shapes of RWKV-x070-Pile-168M (peer: the rwkv
+                                         # package with RWKV_V7_ON=1; transformers has no RWKV-5/6/7)
 """
 from __future__ import annotations
 
@@ -34,6 +36,13 @@ from .errors import ParameterError
 IMPLEMENTATIONS = ("tinyrwkv", "rwkv", "transformers")
 REAL_169M = dict(n_layer=12, n_embd=768, vocab_size=50277, ffn_dim=3072)
 TINY = dict(n_layer=2, n_embd=64, vocab_size=1000, ffn_dim=256)
+# the newer versions at real shapes: RWKV-x070-Pile-168M (LoRA ranks from RWKV-7's formulas at C = 768),
+# and RWKV-5/6 at the same 12 x 768 with head size 64 (v6's LoRA ranks as in its 0.1B-1.6B models)
+VERSION_SHAPES = {
+    5.2: dict(REAL_169M, version=5.2, head_size=64),
+    6: dict(REAL_169M, version=6, head_size=64, ffn_dim=2688, decay_lora=64, mix_lora=32),
+    7: dict(REAL_169M, version=7, head_size=64, decay_lora=64, a_lora=64, v_lora=32, gate_lora=128),
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", choices=IMPLEMENTATIONS, action="append", help="measure only these (repeatable)")
     p.add_argument("--backend", default="numba", help="tinyrwkv's WKV backend (default numba)")
     p.add_argument("--tiny", action="store_true", help="a 2-layer 64-wide model instead of 169M (smoke test)")
+    p.add_argument("--version", choices=["4", "5.2", "6", "7"], default="4",
+                   help="RWKV version (default 4; 7: the shapes of RWKV-x070-Pile-168M)")
     p.add_argument("--workdir", default=None, help="where to write the random checkpoints (default: a temp dir)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for every implementation (BLAS, OpenMP, Numba, torch); default: all cores")
@@ -82,6 +93,27 @@ def write_checkpoints(folder: pathlib.Path, config: dict, want_pth: bool, seed: 
     return {"hf": hf_dir, "pth": pth}
 
 
+def write_checkpoints_v567(folder: pathlib.Path, config: dict, want_pth: bool, seed: int = 0) -> dict:
+    """Random RWKV-5.2/6/7 weights in BlinkDL's names: a .safetensors for tinyrwkv and, if asked, the
+    same tensors as a .pth for the rwkv package (needs torch). Returns {"blinkdl": path, "pth": path or None}."""
+    from safetensors.numpy import save_file
+
+    from .checkpoints import to_file_layout
+    from .models.rwkv import RWKVConfig
+    from .models.rwkv5 import init_matrix_params
+
+    params = to_file_layout(init_matrix_params(RWKVConfig(**config), seed=seed), "blinkdl")
+    folder.mkdir(parents=True, exist_ok=True)
+    st = folder / f"RWKV-{config['version']}-random.safetensors"
+    save_file({k: np.ascontiguousarray(v) for k, v in params.items()}, str(st))
+    pth = None
+    if want_pth:
+        import torch
+        pth = folder / f"RWKV-{config['version']}-random.pth"
+        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}, pth)
+    return {"blinkdl": st, "pth": pth}
+
+
 # --------------------------------------------------------------------------- workers (one per subprocess)
 
 
@@ -95,7 +127,7 @@ def _timeit(fn, repeats):
 
 
 def worker(name: str, path: str, prompt_length: int, decode_tokens: int, repeats: int, backend: str,
-           vocab_size: int) -> dict:
+           vocab_size: int, model_version: float = 4) -> dict:
     """Loads ``name``'s model from ``path`` and returns {"decode": tok/s, "prompt": tok/s, "version"}."""
     rng = np.random.default_rng(1)
     prompt = rng.integers(0, vocab_size, prompt_length).tolist()
@@ -120,6 +152,8 @@ def worker(name: str, path: str, prompt_length: int, decode_tokens: int, repeats
     elif name == "rwkv":
         os.environ["RWKV_JIT_ON"] = "1"
         os.environ["RWKV_CUDA_ON"] = "0"
+        if model_version == 7:              # read by rwkv.model when it is imported: RWKV_x070 then
+            os.environ["RWKV_V7_ON"] = "1"
         import contextlib
         import io
 
@@ -128,7 +162,9 @@ def worker(name: str, path: str, prompt_length: int, decode_tokens: int, repeats
         from rwkv.model import RWKV as RwkvPackageModel
         with contextlib.redirect_stdout(io.StringIO()):              # it prints every tensor it loads
             model = RwkvPackageModel(model=str(path)[:-len(".pth")], strategy="cpu fp32")
-        model.forward(prompt[:8], None)
+        for _ in range(2):                  # TorchScript specialises on its first calls: warm both paths
+            model.forward(prompt[:8], None)
+            model.forward([decode[0]], None)
 
         def run_prompt():
             model.forward(prompt, None)
@@ -189,7 +225,8 @@ def _available(name: str) -> bool:
 def _run_worker_subprocess(name, path, args, vocab_size) -> dict:
     cmd = [sys.executable, "-m", "tinyrwkv.bench", "--worker", name, "--path", str(path),
            "--prompt-length", str(args.prompt_length), "--decode-tokens", str(args.decode_tokens),
-           "--repeats", str(args.repeats), "--backend", args.backend, "--vocab-size", str(vocab_size)]
+           "--repeats", str(args.repeats), "--backend", args.backend, "--vocab-size", str(vocab_size),
+           "--version", args.version]
     env = dict(os.environ)
     if args.threads:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -209,17 +246,28 @@ def run(args) -> dict:
     for name in ("decode_tokens", "prompt_length", "repeats", "rounds", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ParameterError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    version = float(args.version) if args.version == "5.2" else int(args.version)
     config = TINY if args.tiny else REAL_169M
+    if version != 4:
+        config = dict(VERSION_SHAPES[version], **(dict(TINY, head_size=32, ffn_dim=224) if args.tiny else {}))
+        if args.tiny and version in (6, 7):
+            config.update({k: 16 for k in ("decay_lora", "mix_lora", "a_lora", "v_lora", "gate_lora") if k in config})
     names = list(args.only) if args.only else (["tinyrwkv"] if args.no_peers else list(IMPLEMENTATIONS))
     names = [n for n in dict.fromkeys(names)]
     skipped = {n: INSTALL_HINT[n] for n in names if not _available(n)}
+    if version != 4 and "transformers" in names:
+        skipped["transformers"] = "has no RWKV-5/6/7 model class (only trust_remote_code repos)"
     names = [n for n in names if n not in skipped]
 
     with tempfile.TemporaryDirectory(prefix="tinyrwkv-bench-", dir=args.workdir) as tmp:
         print(f"writing random weights ({config['n_layer']} layers x {config['n_embd']}, "
               f"vocab {config['vocab_size']}) to {tmp} ...", file=sys.stderr)
-        files = write_checkpoints(pathlib.Path(tmp), config, want_pth="rwkv" in names)
-        path_of = {"tinyrwkv": files["hf"], "transformers": files["hf"], "rwkv": files["pth"]}
+        if version == 4:
+            files = write_checkpoints(pathlib.Path(tmp), config, want_pth="rwkv" in names)
+            path_of = {"tinyrwkv": files["hf"], "transformers": files["hf"], "rwkv": files["pth"]}
+        else:
+            files = write_checkpoints_v567(pathlib.Path(tmp), config, want_pth="rwkv" in names)
+            path_of = {"tinyrwkv": files["blinkdl"], "rwkv": files["pth"]}
         results = {n: {} for n in names}
         for r in range(args.rounds):
             for n in names:
@@ -240,7 +288,9 @@ def run(args) -> dict:
 def format_table(report: dict) -> str:
     c, res = report["config"], report["results"]
     ours = res.get("tinyrwkv", {})
-    lines = [f"RWKV-4 {c['n_layer']} layers x {c['n_embd']}, vocab {c['vocab_size']}, random weights, float32, "
+    heads = f", head size {c['head_size']}" if c.get("head_size") else ""
+    lines = [f"RWKV-{c.get('version', 4)} {c['n_layer']} layers x {c['n_embd']}{heads}, vocab {c['vocab_size']}, "
+             f"random weights, float32, "
              f"{report['threads']} threads; best of rounds x repeats",
              f"{'':24s}{'decode tok/s':>14s}{str(report['prompt_length']) + '-token prompt tok/s':>26s}"]
     for name, r in res.items():
@@ -271,7 +321,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.path, args.prompt_length, args.decode_tokens,
-                                args.repeats, args.backend, args.vocab_size)))
+                                args.repeats, args.backend, args.vocab_size, float(args.version))))
         return 0
     return run_from_args(args)
 
