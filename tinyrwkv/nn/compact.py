@@ -131,7 +131,7 @@ class BF16Weight(CompactWeight):
 
     def _matvec(self, x2, y):
         from ..kernels import matmul_numba as M
-        M.bf16_matvec(self.words, x2, y)
+        (M.bf16_matvec if M.use_threads(self.size) else M.bf16_matvec_serial)(self.words, x2, y)
 
     def _rows(self, ids):
         out = np.empty((ids.size, self.shape[1]), np.float32)
@@ -195,7 +195,7 @@ class Int8Weight(CompactWeight):
 
     def _matvec(self, x2, y):
         from ..kernels import matmul_numba as M
-        M.int8_matvec(self.q, self.scales, x2, y)
+        (M.int8_matvec if M.use_threads(self.size) else M.int8_matvec_serial)(self.q, self.scales, x2, y)
 
     def _rows(self, ids):
         q = self.q[ids].astype(np.float32).reshape(ids.size, -1, self.group)   # (R, G, group)
