@@ -39,6 +39,8 @@ import time
 
 import numpy as np
 
+from .errors import ParameterError
+
 IMPLEMENTATIONS = ("tinyrwkv", "rwkv", "transformers")
 WEIGHT_FORMATS = ("fp32", "bf16", "int8")
 # the rwkv package's CPU strategy for each of our formats (it has no CPU bf16 strategy worth timing)
@@ -184,7 +186,7 @@ def worker(name: str, path: str, prompt_length: int, decode_tokens: int, repeats
                 out = model(torch.tensor([[t]]), state=out.state, use_cache=True)
         version = transformers.__version__
     else:
-        raise ValueError(f"unknown implementation {name!r}; choose one of {IMPLEMENTATIONS}")
+        raise ParameterError(f"unknown implementation {name!r}; choose one of {IMPLEMENTATIONS}")
 
     t_prompt = _timeit(run_prompt, repeats)
     t_decode = _timeit(run_decode, repeats)
@@ -199,6 +201,11 @@ def _dist_version(dist):
         return version(dist)
     except Exception:
         return "?"
+
+
+# what to install for a missing peer (both need torch; the bench extra brings all three)
+INSTALL_HINT = {"rwkv": 'not installed: pip install -e ".[bench]"  (or: pip install torch rwkv)',
+                "transformers": 'not installed: pip install -e ".[bench]"  (or: pip install torch transformers)'}
 
 
 def _available(name: str) -> bool:
@@ -234,7 +241,7 @@ def parse_weights(text: str) -> list:
     formats = [w.strip() for w in str(text).split(",") if w.strip()]
     bad = [w for w in formats if w not in WEIGHT_FORMATS]
     if bad or not formats:
-        raise ValueError(f"--weights {text!r}: choose among {', '.join(WEIGHT_FORMATS)} (comma-separated)")
+        raise ParameterError(f"--weights {text!r}: choose among {', '.join(WEIGHT_FORMATS)} (comma-separated)")
     return list(dict.fromkeys(formats))
 
 
@@ -261,12 +268,12 @@ def run(args) -> dict:
     and GEMM measurement in each round), and summarises: medians over rounds, per-round ratios."""
     for name in ("decode_tokens", "prompt_length", "repeats", "rounds", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise ParameterError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     formats = parse_weights(getattr(args, "weights", "fp32"))
     config = TINY if args.tiny else REAL_169M
     names = list(args.only) if args.only else (["tinyrwkv"] if args.no_peers else list(IMPLEMENTATIONS))
     names = [n for n in dict.fromkeys(names)]
-    skipped = {n: "not installed" for n in names if not _available(n)}
+    skipped = {n: INSTALL_HINT[n] for n in names if not _available(n)}
     names = [n for n in names if n not in skipped]
     todo = entries(names, formats)
 

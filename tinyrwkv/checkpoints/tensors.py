@@ -21,6 +21,7 @@ process, so peak RSS is the float32 result plus one chunk.
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 from typing import BinaryIO, Optional, Tuple
 
@@ -62,7 +63,7 @@ class StoredTensor:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(int(d) for d in self.shape)    # Python ints: np.prod wraps to 0 on overflow
 
     @property
     def itemsize(self) -> int:
@@ -149,6 +150,24 @@ def read_float32(tensor: StoredTensor, f: BinaryIO) -> np.ndarray:
         _read_exactly(f, memoryview(part).cast("B"), tensor)
         _convert_into(part, tensor.dtype, flat[start: start + part.size])
     return out
+
+
+def first_nonfinite(array: np.ndarray) -> Optional[Tuple[int, Tuple[int, ...], str]]:
+    """None when every value of the float ``array`` is finite, else (how many are NaN or +-inf,
+    the index of the first, "NaN" / "inf" / "-inf" for that one). Checks CHUNK_ELEMENTS at a time,
+    so the temporary boolean mask stays small (4 MB) however big the tensor."""
+    flat = array.reshape(-1)
+    for start in range(0, flat.size, CHUNK_ELEMENTS):
+        if not np.isfinite(flat[start: start + CHUNK_ELEMENTS]).all():
+            break
+    else:
+        return None
+    count = sum(chunk.size - int(np.count_nonzero(np.isfinite(chunk)))
+                for chunk in (flat[i: i + CHUNK_ELEMENTS] for i in range(start, flat.size, CHUNK_ELEMENTS)))
+    position = start + int(np.argmin(np.isfinite(flat[start: start + CHUNK_ELEMENTS])))
+    value = float(flat[position])
+    kind = "NaN" if value != value else ("inf" if value > 0 else "-inf")
+    return count, tuple(int(i) for i in np.unravel_index(position, array.shape)), kind
 
 
 def read_raw(tensor: StoredTensor, f: BinaryIO) -> np.ndarray:

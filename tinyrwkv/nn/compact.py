@@ -252,6 +252,15 @@ def from_row_blocks(fmt: str, shape, blocks, group: int | None = None):
     return Int8Weight(q, scales)
 
 
+def bytes_in_format(name: str, shape, fmt: str) -> int:
+    """Bytes a parameter of this name and shape takes in format ``fmt`` (per-row int8 scales)."""
+    check_format(fmt)
+    n = int(np.prod(shape, dtype=np.int64))
+    if fmt == "fp32" or not is_compactable(name, shape):
+        return 4 * n
+    return 2 * n if fmt == "bf16" else n + 4 * int(shape[0])
+
+
 def stored_bytes(params) -> int:
     """Bytes the parameters occupy, compact or not."""
     return int(sum(v.nbytes for v in params.values()))
