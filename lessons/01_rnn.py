@@ -13,6 +13,17 @@
 # %% [markdown]
 # # 01 · The recurrent neural network: a hidden state, backprop through time, and its gradients
 #
+# > **Objectives.** After this lesson you can
+# > 1. write the Elman RNN's step and its backward pass, and check them with finite differences;
+# > 2. explain backpropagation through time as a product of Jacobians, and predict from the spectral
+# >    radius of $W_{hh}$ whether gradients vanish or explode with distance (then measure it);
+# > 3. clip gradients by their global norm and see what clipping does to a training run.
+# >
+# > **Prerequisites.** Lesson 00; the chain rule with vectors and matrices (Jacobians); softmax and
+# > cross-entropy.
+# >
+# > **Time.** TIME_01
+#
 # A language model reads tokens one at a time and must remember what it has read. The simplest
 # machine that does this is the **recurrent neural network** (Elman 1990): a fixed-size vector,
 # the **hidden state**, updated once per token. Everything the network knows about the past is
@@ -87,10 +98,19 @@ print(f"FAST={FAST}: {TRAIN_STEPS} training steps per run")
 #   $W_{ih} x_t + b_{ih}$ can be computed for all $t$ at once.
 #
 # In tinyrwkv, the shared machinery (`RecurrentLayer`: forward over a sequence, BPTT, masks,
-# reverse direction) is written once; a cell is two short methods. Here is the whole Elman cell:
+# reverse direction) is written once; a cell is two short methods, `step` (the line above) and
+# `step_backward`. They are the answers to exercises 1 and 2, so this lesson does not print them:
+# read `RNNLayer` in `tinyrwkv/models/rnn.py` after you have tried. What a cell receives and returns:
 
 # %%
-print(inspect.getsource(RNNLayer.step))
+print("RecurrentLayer.step:", RecurrentLayer.step.__doc__)
+cell = RNNLayer(input_size=3, hidden_size=4, rng=np.random.default_rng(SEED))
+x_t = np.random.default_rng(1).normal(size=(2, 3)).astype(np.float32)               # (B, D)
+xw = x_t @ cell.params["w_ih"].T + cell.params["b_ih"]                              # (B, H): the input half
+(h_t,), step_cache = cell.step(xw, cell.zero_state(2))
+print("xw", xw.shape, "+ state (h_prev,)", [s.shape for s in cell.zero_state(2)], "-> (h,)", h_t.shape,
+      "and a cache of", len(step_cache), "arrays")
+assert h_t.shape == (2, 4) and np.all(np.abs(h_t) < 1)                              # tanh: inside (-1, 1)
 
 # %% [markdown]
 # `xw` is $x_t W_{ih}^\top + b_{ih}$, precomputed for every $t$ in one matrix product by
@@ -143,13 +163,8 @@ assert np.allclose(state[0], h_last, atol=1e-6)
 # | | `dx = da @ W_ih`,  `dh_prev = da @ W_hh` |
 #
 # Weight gradients **add up** over the time steps, because the same weights act at every step.
-# tinyrwkv's cell backward is exactly the table (`F.tanh_backward(dh, h)` is `dh * (1 - h*h)`):
-
-# %%
-print(inspect.getsource(RNNLayer.step_backward))
-
-# %% [markdown]
-# And the time loop of `RecurrentLayer.backward` — note the line where $\partial\ell_t/\partial h_t$
+# tinyrwkv's cell backward (`RNNLayer.step_backward`) is exactly the table; writing it is
+# exercise 2. The time loop of `RecurrentLayer.backward` — note the line where $\partial\ell_t/\partial h_t$
 # (`dy[:, t]`) joins the gradient arriving from step $t+1$:
 
 # %%
@@ -294,10 +309,14 @@ plt.show()
 #    g_p \leftarrow g_p \cdot \min\!\left(1, \frac{c}{\lVert g \rVert}\right). $$
 #
 # `tinyrwkv.nn.clip_grad_norm` does this in place and returns the norm *before* clipping, which
-# `train(..., clip=c)` logs at every step as `history.grad_norms`:
+# `train(..., clip=c)` logs at every step as `history.grad_norms` (writing it is exercise 3):
 
 # %%
-print(inspect.getsource(clip_grad_norm))
+grads_demo = {"a": np.array([3.0, 0.0]), "b": np.array([0.0, 4.0])}                 # global norm 5
+norm_before = clip_grad_norm(grads_demo, 1.0)
+print(f"norm before {norm_before:.1f}; after: a = {grads_demo['a']}, b = {grads_demo['b']} "
+      f"(global norm {np.sqrt(sum((g ** 2).sum() for g in grads_demo.values())):.1f}, same direction)")
+assert np.isclose(norm_before, 5.0) and np.allclose(grads_demo["a"], [0.6, 0.0])
 
 # %% [markdown]
 # **Experiment.** A character-level RNN language model on the course's corpus (short tales,

@@ -13,6 +13,17 @@
 # %% [markdown]
 # # 02 · The LSTM: a cell state the gradient can travel along
 #
+# > **Objectives.** After this lesson you can
+# > 1. write the LSTM cell with torch's gate order $(i, f, g, o)$ and load torch weights into it;
+# > 2. explain why the additive cell path ($\partial c_t / \partial c_{t-1} = \mathrm{diag}(f_t)$)
+# >    keeps gradients alive, and why the forget gate's bias starts at 1;
+# > 3. show on the copy task that an LSTM remembers across a delay where an RNN does not, and read
+# >    its gates while it does.
+# >
+# > **Prerequisites.** Lesson 01 (BPTT, vanishing gradients).
+# >
+# > **Time.** TIME_02
+#
 # Lesson 01 ended with a diagnosis. An RNN's gradient between two steps $d$ apart is a product
 # of $d$ Jacobians $\mathrm{diag}(1 - h^2)\, W_{hh}$, so it shrinks (or grows) geometrically with
 # $d$; clipping tames growth but cannot bring back a signal that has shrunk to $10^{-10}$.
@@ -38,7 +49,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import inspect
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -78,12 +88,10 @@ print(f"FAST={FAST}: {STEPS} steps per run, delays {DELAYS}")
 # elementwise ($\odot$). Because these are `torch.nn.LSTM`'s exact equations and layout, torch
 # weights load directly (`LSTM.load_torch_state_dict`; the tests match torch to $10^{-12}$).
 #
-# The sequence machinery is lesson 01's `RecurrentLayer`, unchanged; the LSTM only writes its cell:
-
-# %%
-print(inspect.getsource(LSTMLayer.step))
-
-# %% [markdown]
+# The sequence machinery is lesson 01's `RecurrentLayer`, unchanged; the LSTM only writes its cell
+# (`LSTMLayer.step` in `tinyrwkv/models/lstm.py`: the answer to exercise 1, so read it after you
+# have tried).
+#
 # Shapes: each weight holds the four gates stacked, so $W_{ih}$ is $(4H, D)$. Slicing the rows
 # gives each gate's own matrix:
 
@@ -131,13 +139,9 @@ assert layer.num_parameters() == 4 * rnn_layer.num_parameters() == 4 * (H * D + 
 # per unit and per step, how long to remember.
 #
 # There are other paths too (through $h_{t-1}$ into the gates), but the gradient only needs one
-# path that does not shrink. In tinyrwkv's backward, the cell's highway is one line,
-# `dc_prev = dc * f`:
-
-# %%
-print(inspect.getsource(LSTMLayer.step_backward))
-
-# %% [markdown]
+# path that does not shrink. In tinyrwkv's backward (`LSTMLayer.step_backward`), the cell's
+# highway is one multiplication by $f$; exercise 2 asks you for the whole of $\partial L/\partial c_{t-1}$.
+#
 # **The forget gate's bias.** With torch's default init every pre-activation is near 0, so
 # $f \approx \sigma(0) = 0.5$ at the start: the cell *halves* every step, and the gradient along
 # it falls like $0.5^d$ — as fast as an RNN's. Adding 1 to the forget gate's bias (Gers et al.

@@ -13,6 +13,17 @@
 # %% [markdown]
 # # 08 · Kernels: from a NumPy loop to `@njit` to `numba.cuda`
 #
+# > **Objectives.** After this lesson you can
+# > 1. run the WKV recurrence as a NumPy loop, as an `@njit` kernel and as `numba.cuda` kernels, and
+# >    check each against the NumPy reference;
+# > 2. explain the max trick that keeps every `exp()` argument $\le 0$;
+# > 3. map (batch, channel) pairs onto CUDA threads and blocks, on a GPU or on Numba's simulator;
+# > 4. check a backward kernel against finite differences, and time kernels fairly (warm-up first).
+# >
+# > **Prerequisites.** Lesson 06 (the WKV recurrence and its stable form). No GPU needed.
+# >
+# > **Time.** TIME_08
+#
 # Everything in an RWKV layer is a matrix product, except one thing: the WKV recurrence (lesson
 # 06), a loop over time with a tiny state per channel. Real RWKV runs it in a dedicated CUDA kernel
 # (BlinkDL's `wkv_cuda.cu`). This lesson climbs the ladder of ways to run that loop, all of them in
@@ -283,6 +294,8 @@ B, T, C = CUDA_SHAPE
 w, u, k, v, gy = random_wkv_inputs(B, T, C, seed=SEED)
 y_ref, state_ref = wkv_numpy.wkv_forward(w, u, k, v)
 for version in wkv_cuda.FORWARD_VERSIONS:
+    if not SIM:   # on a GPU the first call compiles the kernel: warm up untimed (the simulator compiles nothing)
+        wkv_cuda.wkv_forward(w, u, k, v, version=version, chunk_len=32)
     t0 = time.perf_counter()
     y_gpu, state_gpu = wkv_cuda.wkv_forward(w, u, k, v, version=version, chunk_len=4 if SIM else 32)
     seconds = time.perf_counter() - t0

@@ -13,6 +13,16 @@
 # %% [markdown]
 # # 09 · Cost and memory against sequence length
 #
+# > **Objectives.** After this lesson you can
+# > 1. say what each model of the course carries from token to token, and count it from the model's own state;
+# > 2. compute FLOPs per token for a GPT with a KV cache and for RWKV, and where attention overtakes the projections;
+# > 3. measure time and memory per token against the context length, and read the trends;
+# > 4. size a KV cache against RWKV's state at real model sizes.
+# >
+# > **Prerequisites.** Lessons 05 (KV cache) and 06 (RWKV's state).
+# >
+# > **Time.** TIME_09
+#
 # Every model in this course reads a sequence one way or another. The practical questions are:
 # **what does it carry** from one token to the next, and **what does the next token cost**, as the
 # context grows to thousands of tokens? This lesson measures it for the whole lineage:

@@ -13,6 +13,15 @@
 # %% [markdown]
 # # 10 · Training: a tiny RWKV against a GPT and an LSTM
 #
+# > **Objectives.** After this lesson you can
+# > 1. explain what RWKV-4's initialisation does (identity blocks, a spread of decays) and why;
+# > 2. take one training step by hand: loss, backward through every layer, clipping, Adam;
+# > 3. train a tiny RWKV-4, a GPT and an LSTM of equal size on the same data and compare their curves and samples.
+# >
+# > **Prerequisites.** Lessons 01 (BPTT), 05 (GPT) and 06 (WKV and its backward).
+# >
+# > **Time.** TIME_10
+#
 # RWKV's claim is that it **trains like a Transformer** (in parallel over the whole sequence) and
 # **runs like an RNN**. Lessons 06–09 covered the running. Here we train: a tiny RWKV-4, a GPT and
 # an LSTM with **the same number of parameters**, on the same characters, with the same batches

@@ -13,6 +13,15 @@
 # %% [markdown]
 # # 11 · Side by side: RWKV, a Transformer and an LSTM on the same text
 #
+# > **Objectives.** After this lesson you can
+# > 1. run three models of equal size over the same tokens and compare state, time per token and loss;
+# > 2. tell which differences come from the architecture and which from training;
+# > 3. scale the state and cache sizes up to the real 169M and GPT-2 small.
+# >
+# > **Prerequisites.** Lessons 09 and 10.
+# >
+# > **Time.** TIME_11
+#
 # The whole course in one experiment. Three language models of the same size read **the same
 # token ids**, one token at a time, the way they would while generating:
 #
@@ -96,13 +105,11 @@ for name, stepper in result.steppers.items():
 
 # %% [markdown]
 # The GPT's keys and values are `(batch, heads, t, C/heads)` per layer: the `t` axis grows by one
-# row per token. RWKV's five arrays are `(layers, batch, C)`, whatever has been read. `count_floats`
-# walks any of these objects:
-
-# %%
-print(inspect.getsource(cmp.count_floats))
-
-# %% [markdown]
+# row per token. RWKV's five arrays are `(layers, batch, C)`, whatever has been read.
+# `cmp.count_floats` (used above) walks any of these objects (dicts, lists, tuples, dataclasses) and
+# adds up the sizes of the arrays it finds; writing such a walker is exercise 1, so its source
+# waits in `tinyrwkv/compare.py` until you have tried.
+#
 # ## 2. The measurement
 #
 # `compare` fed all three models the prompt followed by held-out text (the validation part of the
