@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .. import layouts
 from . import naming, safetensors_file, torch_zip
 from .errors import CheckpointError
 from .hub import download
@@ -128,14 +129,15 @@ def _dtype_summary(tensors) -> str:
 
 def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
                     progress: bool = True) -> Tuple[dict, Dict[str, np.ndarray]]:
-    """Reads an RWKV-4 checkpoint into (config, params).
+    """Reads an RWKV-4, -5.2, -6 or -7 checkpoint into (config, params); the version is detected.
 
     source: a Hugging Face repo id ("RWKV/rwkv-4-169m-pile"), an HF-style folder (config.json +
         model.safetensors | pytorch_model.bin | shards with an index), a .safetensors / .bin / .pth
         file (BlinkDL names or HF names; float32, float16 or bfloat16) or a shard index.
-    config: {"n_layer", "n_embd", "vocab_size", "ffn_dim", "layer_norm_epsilon", "source", "dtype"},
-        sizes inferred from the shapes; epsilon from config.json when present; dtype = stored dtype.
-    params: {internal name: float32 C-contiguous array}, names and shapes as in ``naming``
+    config: {"version", "n_layer", "n_embd", "vocab_size", "ffn_dim", "layer_norm_epsilon", "source", "dtype"}
+        (+ "head_size", "n_head" and the low-rank sizes for v5-v7), sizes inferred from the shapes;
+        epsilon from config.json when present; dtype = stored dtype.
+    params: {internal name: float32 C-contiguous array}, names and shapes as in ``tinyrwkv.layouts``
         (e.g. "blocks.3.att.time_mix_k" (C,), "blocks.3.ffn.key.weight" (F, C)).
 
     Raises CheckpointError (file, key and shape named) or UnsafeCheckpointError (malicious pickle)."""
@@ -146,7 +148,6 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
     file_naming = naming.detect_naming(shapes, str(weights))
     config = naming.infer_config(shapes, file_naming, str(weights), _layer_norm_epsilon(weights))
     table = naming.check_and_map(shapes, file_naming, config, file_of, str(weights))
-    expected = naming.expected_shapes(config)
     config["source"] = str(source)
     config["dtype"] = _dtype_summary(tensors[name] for name in table.values())
 
@@ -164,7 +165,7 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
                 if tensor.file not in files:
                     files[tensor.file] = open(tensor.file, "rb", buffering=0)
                 array = read_float32(tensor, files[tensor.file])
-                params[internal] = array.reshape(expected[internal])   # (1, 1, C) -> (C,): a view, no copy
+                params[internal] = naming.to_internal(internal, array, config)   # (1, 1, C) -> (C,), LoRA (in, out) -> (out, in)
                 bar.update(tensor.numel * tensor.itemsize)
     except OSError as e:
         raise CheckpointError(f"{weights}: read failed: {e}") from None
@@ -180,7 +181,8 @@ def inspect_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None
     Returns {"source", "path", "format", "naming" ("hf" | "blinkdl" | None),
              "tensors": [{"name", "shape", "dtype", "file"}, ...] in file order,
              "parameter_count", "stored_bytes", "dtype" (stored; "mixed(...)" if several),
-             "config" (inferred, or None), "problems" (list of str: missing / unexpected / wrong shape)}."""
+             "version" (4, 5.2, 6, 7 or None), "config" (inferred, or None),
+             "problems" (list of str: missing / unexpected / wrong shape, or what the file looks like)}."""
     weights = resolve(source, revision=revision, cache_dir=cache_dir)
     tensors, fmt = list_stored_tensors(weights)
     shapes = {name: t.shape for name, t in tensors.items()}
@@ -192,11 +194,12 @@ def inspect_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None
         "parameter_count": int(sum(t.numel for t in tensors.values())),
         "stored_bytes": int(sum(t.numel * t.itemsize for t in tensors.values())),
         "dtype": _dtype_summary(tensors.values()) if tensors else None,
-        "config": None, "problems": [],
+        "version": None, "config": None, "problems": [],
     }
     try:
         info["naming"] = naming.detect_naming(shapes, str(weights))
         info["config"] = naming.infer_config(shapes, info["naming"], str(weights), _layer_norm_epsilon(weights))
+        info["version"] = info["config"]["version"]
         info["problems"] = naming.find_problems(shapes, info["naming"], info["config"], file_of)
     except CheckpointError as e:
         info["problems"] = [str(e)]
@@ -207,8 +210,12 @@ def describe(info: dict) -> List[str]:
     """Human-readable lines for an ``inspect_checkpoint`` result (what ``tinyrwkv info`` prints)."""
     lines = [f"source:     {info['source']}", f"file:       {info['path']} ({info['format']})",
              f"naming:     {info['naming'] or '?'}", f"dtype:      {info['dtype']}",
+             f"version:    {layouts.NAMES.get(info.get('version'), '?')}",
              f"parameters: {info['parameter_count']:,} ({info['stored_bytes'] / 2**20:.1f} MiB stored, "
              f"{info['parameter_count'] * 4 / 2**20:.1f} MiB as float32)"]
+    config = info["config"]
+    if config and config.get("head_size"):
+        lines.append(f"heads:      {config['n_head']} heads of size {config['head_size']}")
     if info["config"]:
         lines.append("config:     " + ", ".join(f"{k}={v}" for k, v in info["config"].items()))
     lines += [f"problem:    {p}" for p in info["problems"]]

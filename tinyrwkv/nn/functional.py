@@ -166,6 +166,33 @@ def layer_norm_backward(dy, cache):
     return dx, dweight, dbias
 
 
+def silu(x):
+    """x * sigmoid(x) (SiLU, "swish"): the output gate of RWKV-5/6."""
+    return x * sigmoid(x)
+
+
+def group_norm(x, n_groups, weight, bias, eps=64e-5):
+    """GroupNorm over the last axis cut into ``n_groups`` equal groups (torch's group_norm on
+    (rows, C)): each group normalised to mean 0, (biased) variance 1, then * weight + bias.
+
+    x: (..., C); weight, bias: (C,). RWKV-5/6/7 normalise each head's WKV output this way ("ln_x").
+    """
+    shape = x.shape
+    xg = x.reshape(*shape[:-1], n_groups, shape[-1] // n_groups)     # (..., G, C/G)
+    xc = xg - xg.mean(axis=-1, keepdims=True)
+    var = np.einsum("...c,...c->...", xc, xc)[..., None] / xg.shape[-1]
+    xc *= 1.0 / np.sqrt(var + eps)
+    y = xc.reshape(shape) * weight
+    y += bias
+    return y.astype(x.dtype, copy=False)
+
+
+def l2_normalize(x, eps=1e-12):
+    """x / max(||x||, eps) along the last axis (torch.nn.functional.normalize)."""
+    norm = np.sqrt(np.einsum("...c,...c->...", x, x))[..., None]
+    return x / np.maximum(norm, eps)
+
+
 # --------------------------------------------------------------------------- linear
 
 
