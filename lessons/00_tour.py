@@ -65,6 +65,7 @@ import numpy as np
 
 import tinyrwkv
 from tinyrwkv.data.corpus import load_corpus
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.generation import top_p_filter
 from tinyrwkv.kernels import available_backends
@@ -121,6 +122,11 @@ assert "numpy" in backends and "numba" in backends
 
 # %% [markdown]
 # ## 3. The map of the course
+
+# %%
+draw('course_map')
+
+# %% [markdown]
 #
 # | lesson | what you build and see |
 # |---|---|

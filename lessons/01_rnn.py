@@ -53,6 +53,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tinyrwkv.data.corpus import load_corpus
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.experiments.gradient_flow import gradient_vs_distance
 from tinyrwkv.models.rnn import RecurrentLayer, RNNLanguageModel, RNNLayer
@@ -81,43 +82,11 @@ print(f"FAST={FAST}: {TRAIN_STEPS} training steps per run")
 # states $h_0 \dots h_{T-1}$, and the initial state $h_{-1}$ (zeros unless given).
 #
 # Unrolled in time, the same cell — the same weights — is applied at every step:
-#
-# ```
-#            x_0         x_1         x_2                 x_{T-1}
-#             |           |           |                     |
-#  h_{-1} --[cell]-- h_0 --[cell]-- h_1 --[cell]-- ... --[cell]-- h_{T-1}
-#                     |           |           |                     |
-#                    y_0         y_1         y_2                 y_{T-1}     (y_t = h_t)
-# ```
-#
-# Two properties to keep in mind for the rest of the course:
-#
-# * the state has a **fixed size** $H$, however long the sequence: reading token 10 000 costs the
-#   same as reading token 10 (the Transformer of lesson 05 gives this up; RWKV wins it back);
-# * the steps are **sequential**: $h_t$ needs $h_{t-1}$. Only the input half
-#   $W_{ih} x_t + b_{ih}$ can be computed for all $t$ at once.
-#
-# In tinyrwkv, the shared machinery (`RecurrentLayer`: forward over a sequence, BPTT, masks,
-# reverse direction) is written once; a cell is two short methods, `step` (the line above) and
-# `step_backward`. They are the answers to exercises 1 and 2, so this lesson does not print them:
-# read `RNNLayer` in `tinyrwkv/models/rnn.py` after you have tried. What a cell receives and returns:
 
 # %%
-print("RecurrentLayer.step:", RecurrentLayer.step.__doc__)
-cell = RNNLayer(input_size=3, hidden_size=4, rng=np.random.default_rng(SEED))
-x_t = np.random.default_rng(1).normal(size=(2, 3)).astype(np.float32)               # (B, D)
-xw = x_t @ cell.params["w_ih"].T + cell.params["b_ih"]                              # (B, H): the input half
-(h_t,), step_cache = cell.step(xw, cell.zero_state(2))
-print("xw", xw.shape, "+ state (h_prev,)", [s.shape for s in cell.zero_state(2)], "-> (h,)", h_t.shape,
-      "and a cache of", len(step_cache), "arrays")
-assert h_t.shape == (2, 4) and np.all(np.abs(h_t) < 1)                              # tanh: inside (-1, 1)
+draw('rnn_unrolled')
 
 # %% [markdown]
-# `xw` is $x_t W_{ih}^\top + b_{ih}$, precomputed for every $t$ in one matrix product by
-# `RecurrentLayer.forward`; `hidden_projection(h_prev)` is $h_{t-1} W_{hh}^\top + b_{hh}$. The cell
-# returns the new state (a tuple, because the LSTM of lesson 02 will carry two arrays) and a
-# *cache* — what the backward pass will need.
-#
 # Let us check the shapes on a small layer:
 
 # %%

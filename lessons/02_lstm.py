@@ -54,6 +54,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tinyrwkv.data.copy_task import CopyTask
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.experiments.gradient_flow import gradient_vs_distance
 from tinyrwkv.models.lstm import LSTMLanguageModel, LSTMLayer
@@ -70,6 +71,11 @@ print(f"FAST={FAST}: {STEPS} steps per run, delays {DELAYS}")
 
 # %% [markdown]
 # ## 1. The equations
+
+# %%
+draw('lstm_cell')
+
+# %% [markdown]
 #
 # One LSTM step reads $x_t$ and the previous state $(h_{t-1}, c_{t-1})$. Four blocks of
 # pre-activations come out of one matrix product, in **torch's order i, f, g, o** (rows

@@ -52,6 +52,7 @@ import numpy as np
 
 from tinyrwkv.data.copy_task import CopyTask
 from tinyrwkv.data.corpus import load_corpus
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.models.gru import GRU, GRULanguageModel, GRULayer
 from tinyrwkv.models.lstm import LSTM, LSTMLanguageModel
@@ -68,6 +69,11 @@ print(f"FAST={FAST}: copy task delay {COPY_DELAY}, {COPY_STEPS} steps; char LM {
 
 # %% [markdown]
 # ## 1. The equations
+
+# %%
+draw('gru_cell')
+
+# %% [markdown]
 #
 # One GRU step, exactly `torch.nn.GRU` (gate order **r, z, n** in $W_{ih}$, $W_{hh}$ and both biases):
 #

@@ -52,6 +52,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tinyrwkv.data.translation import BOS, EOS, PAD, DateTask
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.models.decoding import beam_search, greedy_decode, length_penalty
 from tinyrwkv.models.seq2seq import GNMT, AdditiveAttention
@@ -142,6 +143,11 @@ assert np.all(weights[1, :, 3:] == 0.0)                         # ... that never
 
 # %% [markdown]
 # ## 3. GNMT: deep, bidirectional at the bottom, residual, attention from the bottom
+
+# %%
+draw('gnmt_stack')
+
+# %% [markdown]
 #
 # ```
 #  encoder                                   decoder

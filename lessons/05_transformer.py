@@ -71,6 +71,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tinyrwkv.data.translation import BOS, EOS, PAD, DateTask
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.experiments.attention_cost import measure_cost
 from tinyrwkv.models.decoding import greedy_decode
@@ -212,6 +213,11 @@ plt.show()
 # encodings is a sum of $\cos(\omega_m (p - p'))$, a function of the distance alone.
 #
 # ## 4. The block: attention, FFN, residual + layer norm
+
+# %%
+draw('transformer_block')
+
+# %% [markdown]
 #
 # A Transformer layer has two **sublayers**: self-attention (positions talk to each other) and a
 # position-wise **feed-forward network** $\mathrm{FFN}(x) = W_2\, \mathrm{relu}(W_1 x + b_1) + b_2$

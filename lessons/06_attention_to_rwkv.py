@@ -77,6 +77,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.experiments.rwkv_wkv_maps import (BONUS_U, CHANNELS, aft_weights, compute_maps, plot_maps,
                                                 rwkv_position_bias, wkv_attention_matrix)
@@ -151,6 +152,11 @@ assert A.shape == (5, 5) and np.allclose(A.sum(axis=1), 1) and np.all(np.triu(A,
 
 # %% [markdown]
 # ## 3. WKV: the closed form and the recurrence
+
+# %%
+draw('wkv_state')
+
+# %% [markdown]
 #
 # With RWKV's bias, one channel of the weighted average is the **WKV** operator (the name comes from
 # $w$, $k$ and $v$):
@@ -335,6 +341,11 @@ assert np.isnan(y_inf[0, 1:]).all() and np.array_equal(y_fin[0, 1:], y_unpadded[
 # of the `rwkv` pip package, 0.8.32); so do tinyrwkv's three backends (`NEG_INF` in `wkv_numpy.py`).
 #
 # ## 5. Token shift, time-mix and channel-mix
+
+# %%
+draw('token_shift')
+
+# %% [markdown]
 #
 # WKV averages over the past, but a model also wants to compare a token with its **neighbour** (is
 # this "New" followed by "York"?). RWKV gets that cheaply with **token shift**. Every projection
@@ -354,6 +365,9 @@ assert shifted.shape == x.shape and np.array_equal(shifted[:, 1:], x[:, :-1])
 mu = np.array([1.0, 0.5, 0.0], np.float32)                        # channel 0: now; 1: half-half; 2: previous
 mixed = mu * x + (1 - mu) * shifted                                 # (B, T, C)
 print("mix with mu = (1, 0.5, 0):\n", np.round(mixed[0], 2))
+
+# %%
+draw('rwkv_block')
 
 # %% [markdown]
 # An RWKV-4 block is two residual sublayers, each with its own token shift:
@@ -401,6 +415,11 @@ assert out.shape == out_ffn.shape == (B, T, C) and np.array_equal(last_x, x[:, -
 
 # %% [markdown]
 # ## 6. Parallel mode equals serial mode
+
+# %%
+draw('parallel_vs_serial')
+
+# %% [markdown]
 #
 # The whole model is `emb → ln0 → [x += TimeMix(LN(x)); x += ChannelMix(LN(x))] × L → LN → head`.
 # `RWKV.forward(tokens)` runs all $T$ tokens at once. Every projection is a $(T, C) \times (C, C)$
@@ -523,6 +542,52 @@ for name, array in inputs.items():
     error = relative_error(grads[name], numerical_gradient(loss, array))
     print(f"dL/d{name}: shape {grads[name].shape}, relative error against finite differences {error:.1e}")
     assert error < 1e-6
+
+# %% [markdown]
+# ## 8. What a fixed-size state cannot do
+#
+# Section 6 counted RWKV's state: $5 L C$ numbers, after 10 tokens or after 10 000. Everything the
+# model will ever use from what it has read must fit in there, and WKV keeps, per channel, a
+# decayed *weighted average* of values: facts written into the same channels blur into each other,
+# and old ones fade at the channel's rate. A GPT's KV cache keeps every key and value exactly, at
+# a cost that grows with the context (lesson 09). The RWKV paper lists this trade-off among its
+# limitations (our paraphrase): funnelling everything through one fixed-size state can limit tasks
+# that need fine details recalled over very long contexts, and because the model reads once and
+# cannot look back, how a prompt is written and ordered matters more than for a Transformer (a
+# question placed *before* the document it is about can steer what the state keeps)
+# ([Peng et al. 2023, "RWKV: Reinventing RNNs for the Transformer Era", section "Limitations"](https://arxiv.org/abs/2305.13048)).
+#
+# **The measurement** (`tinyrwkv.experiments.recall`, which also draws `figures/recall.png`):
+# **associative recall**. A sequence gives $P$ key→value pairs, then $D$ distractor tokens, then
+# the keys again in a new order; the model must answer each key with its value. A tiny RWKV-4 and
+# a GPT with the same number of parameters train on the same batches ($P$ from 1 to 8, $D$ from 0
+# to 48) and are then scored at a grid of $(P, D)$. The full run takes several CPU minutes, so the
+# lesson reads its saved numbers (`tinyrwkv/data/recall.json`); set `RERUN_RECALL = True` to train
+# both models here instead (or `python -m tinyrwkv.experiments.recall --retrain`).
+
+# %%
+from tinyrwkv.experiments import recall
+
+RERUN_RECALL = False                      # True: retrain both models in this notebook (several CPU minutes)
+recall_results = recall.run(recall.FULL) if RERUN_RECALL else recall.load_results()
+rc = recall_results["config"]
+print(f"{rc['steps']} training steps of {rc['batch_size']} sequences; n_layer = {rc['n_layer']}, width {rc['width']}; "
+      f"chance = 1/{recall.N_VALUES} = {recall_results['chance']:.3f}")
+for label, res in recall_results["models"].items():
+    print(f"\n{label} ({res['params']:,} parameters, final training loss {res['final_loss']:.3f} nats): "
+          "fraction of values recalled")
+    print("   P \\ D " + "".join(f"{D:>8s}" for D in res["accuracy"][str(rc["eval_pairs"][0])]))
+    for P, row in res["accuracy"].items():
+        print(f"{P:>8s} " + "".join(f"{acc:8.2f}" for acc in row.values()))
+P_max, D_max = max(rc["eval_pairs"]), max(rc["eval_distract"])
+t_max = 4 * P_max + D_max
+print(f"\nfloats carried at the last query of the longest sequence (t = {t_max}): RWKV-4 "
+      f"{5 * rc['n_layer'] * rc['width']:,} (5 L C, fixed), GPT {2 * rc['n_layer'] * t_max * rc['width']:,} (2 L t C)")
+recall.plot_recall(recall_results, fig=plt.figure())
+plt.show()
+
+# %% [markdown]
+# RECALL_READING
 
 # %% [markdown]
 # ## Summary

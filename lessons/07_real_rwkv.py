@@ -72,6 +72,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import tinyrwkv
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.experiments import decay_spectrum as ds
 from tinyrwkv.experiments import information_flow as flow
@@ -86,6 +87,11 @@ print(f"FAST={FAST}")
 
 # %% [markdown]
 # ## 1. Load it
+
+# %%
+draw('rwkv_block')
+
+# %% [markdown]
 #
 # `load_real_or_tiny` asks `find_local_model` (no network: the `TINYRWKV_MODEL` environment
 # variable, then the Hugging Face cache) and loads what it finds, or falls back to the tiny model.

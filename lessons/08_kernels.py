@@ -82,6 +82,7 @@ import numba
 import numpy as np
 from numba import cuda
 
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.experiments.kernel_ladder import measure_ladder, median_ms, plot_ladder, random_wkv_inputs
 from tinyrwkv.kernels import (NO_GPU_MESSAGE, available_backends, cuda_simulator_on, get_wkv, real_gpu_present,
@@ -227,6 +228,11 @@ plt.show()
 #   with something else.
 #
 # ## 4. `numba.cuda`: one thread per (batch, channel)
+
+# %%
+draw('kernel_threads')
+
+# %% [markdown]
 #
 # A GPU runs thousands of threads at once, in **blocks** (up to 1024 threads each) that the
 # hardware schedules in **warps** of 32 threads executing in lockstep. The WKV plan, from BlinkDL's

@@ -52,6 +52,7 @@ from IPython.display import Image, display
 
 import tinyrwkv
 from tinyrwkv.data.corpus import load_corpus
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv import recipes
 from tinyrwkv.experiments import training_curves as tc
@@ -197,6 +198,11 @@ assert before["att.key.weight"] == 0 and before["att.output.weight"] > 0 and aft
 # identity.
 #
 # ## 4. One training step, by hand
+
+# %%
+draw('training_step')
+
+# %% [markdown]
 #
 # `tinyrwkv.training.train` runs the same loop for every model of the course:
 # zero the gradients, forward + loss, backward, clip the global gradient norm, Adam update. Here is

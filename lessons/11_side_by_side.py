@@ -55,6 +55,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tinyrwkv import compare as cmp
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 
 FAST = os.environ.get("TINYRWKV_FAST") == "1"        # CI: small and quick
@@ -67,6 +68,11 @@ print(f"FAST={FAST}: {LENGTH} tokens, peers trained {TRAIN_STEPS} steps")
 
 # %% [markdown]
 # ## 1. Three models of the same size
+
+# %%
+draw('side_by_side')
+
+# %% [markdown]
 #
 # The RWKV is the tiny model shipped with the package (4 layers of width 64, trained by
 # `scripts/train_tiny_rwkv.py` on the `small_tales` characters). Its peers come from lesson 10's comparison: a pre-norm GPT of

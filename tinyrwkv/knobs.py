@@ -135,13 +135,15 @@ def interactive_widget(draw: Callable, knobs: Mapping[str, Sequence], panel_size
 
 
 def explore(draw: Callable, knobs: Mapping[str, Sequence], *, static: Mapping[str, Sequence] | None = None,
-            interactive: bool | None = None, fig=None, title: str = "", panel_size=(3.4, 2.6)):
+            interactive: bool | None = None, fig=None, title: str = "", panel_size=(3.4, 2.6),
+            sharey: bool = True):
     """Shows what turning ``knobs`` does to the picture ``draw(ax, **setting)`` draws.
 
     knobs:       name -> the values the slider steps through (in order).
     static:      name -> the values the static figure shows (default: a few spread over each knob).
     interactive: None decides with ``interactive_available()``; True / False force the choice.
     fig:         the Figure for the static view (default: a new pyplot-free one).
+    sharey:      the static view's panels share their y axis (False when ``draw`` adds twin axes).
     The view is displayed when IPython runs this (a notebook), so a lesson needs no ``plt.show()``.
     Returns the ipywidgets box (interactive) or the matplotlib Figure (static).
     """
@@ -150,7 +152,7 @@ def explore(draw: Callable, knobs: Mapping[str, Sequence], *, static: Mapping[st
     if interactive:
         view = interactive_widget(draw, knobs, title=title)
     else:
-        view = static_figure(draw, knobs, static, fig=fig, panel_size=panel_size, title=title)
+        view = static_figure(draw, knobs, static, fig=fig, panel_size=panel_size, title=title, sharey=sharey)
     _show(view)
     return view
 
