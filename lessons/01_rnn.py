@@ -22,7 +22,8 @@
 # > **Prerequisites.** Lesson 00; the chain rule with vectors and matrices (Jacobians); softmax and
 # > cross-entropy.
 # >
-# > **Time.** TIME_01
+# > **Time.** about 60 minutes: reading 20 (1,347 words, 140 lines of code),
+# > running 1 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
 #
 # A language model reads tokens one at a time and must remember what it has read. The simplest
 # machine that does this is the **recurrent neural network** (Elman 1990): a fixed-size vector,

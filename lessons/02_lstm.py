@@ -22,7 +22,8 @@
 # >
 # > **Prerequisites.** Lesson 01 (BPTT, vanishing gradients).
 # >
-# > **Time.** TIME_02
+# > **Time.** about 50 minutes: reading 15 (1,215 words, 133 lines of code),
+# > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
 #
 # Lesson 01 ended with a diagnosis. An RNN's gradient between two steps $d$ apart is a product
 # of $d$ Jacobians $\mathrm{diag}(1 - h^2)\, W_{hh}$, so it shrinks (or grows) geometrically with

@@ -22,7 +22,8 @@
 # >
 # > **Prerequisites.** Lesson 06 (the WKV recurrence and its stable form). No GPU needed.
 # >
-# > **Time.** TIME_08
+# > **Time.** about 50 minutes: reading 20 (1,507 words, 173 lines of code),
+# > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
 #
 # Everything in an RWKV layer is a matrix product, except one thing: the WKV recurrence (lesson
 # 06), a loop over time with a tiny state per channel. Real RWKV runs it in a dedicated CUDA kernel
@@ -177,10 +178,19 @@ for shift in (0, 60, 90):
 # Numba compiles a Python function for the types it is called with. `wkv_numba` writes the loop
 # the other way round: **each (batch, channel) pair runs its whole time loop**, with its state in
 # local variables, and `prange` hands pairs to different CPU cores. That is the structure of the GPU
-# kernel too:
+# kernel too. The loop over $t$ inside is exercise 1 (`wkv_thread`), so it is cut here; read the whole
+# kernel in `tinyrwkv/kernels/wkv_numba.py` after you have tried:
 
 # %%
-print(inspect.getsource(wkv_numba._wkv_forward_kernel.py_func))
+def source_until_time_loop(fn):
+    """fn's source up to its loop over time (the loop is exercise 1, wkv_thread)."""
+    src = inspect.getsource(fn)
+    cut = src.index("for t in range(T):")
+    indent = src[src.rindex("\n", 0, cut) + 1:cut]
+    return src[:cut] + f"for t in range(T):\n{indent}    ...   # exercise 1: the stable step, per (b, c)"
+
+
+print(source_until_time_loop(wkv_numba._wkv_forward_kernel.py_func))
 
 # %%
 B, T, C = 2, 256, 64
@@ -281,7 +291,7 @@ assert sorted(map(tuple, out[:, 3:])) == [(b, c) for b in range(B) for c in rang
 #   memory sees only `k`, `v` in and `y` out. This is BlinkDL's kernel:
 
 # %%
-print(inspect.getsource(wkv_cuda.wkv_forward_v2.py_func))
+print(source_until_time_loop(wkv_cuda.wkv_forward_v2.py_func))
 
 # %% [markdown]
 # * **v3, chunked over time**: at $B = 8$, $C = 768$ there are only 6144 threads, too few to keep
@@ -333,7 +343,8 @@ else:
 # ## 5. The backward: the same recurrence, transposed
 #
 # Training needs $\partial L / \partial w, \partial u, \partial k, \partial v$ for $L = \sum y \odot g_y$.
-# `wkv_backward` (derived in the docstring of `wkv_numpy.py`) runs the recurrence forwards to save
+# `wkv_backward` (derived step by step in lesson 06, section 7; the stable version line by line in
+# the docstring of `wkv_numpy.py`) runs the recurrence forwards to save
 # the state entering each step, then backwards through the transposed recurrence. Every exponent
 # stays $\le 0$ here too. We check every backend against **finite differences in float64**,
 # $\partial L / \partial \theta \approx (L(\theta + \epsilon) - L(\theta - \epsilon)) / 2\epsilon$:

@@ -8,7 +8,8 @@ The estimate, stated in every lesson's Objectives / Prerequisites / Time box:
     reading  = words of the lesson's text above "## Exercises" / 150 words a minute
              + lines of its code cells above "## Exercises" / 15 lines a minute
     running  = the lesson's run time in full mode (TINYRWKV_FAST unset) on a 2-core CPU, measured
-               with nbclient and stored in RUN_SECONDS below (re-measure with --measure NN ...)
+               with nbclient and stored in RUN_SECONDS below (re-measure with --measure NN ...;
+               run it with this checkout's tinyrwkv, which --measure puts on PYTHONPATH)
     exercises = 10 minutes per exercise cell (a first attempt with the hints; more if it is new)
 
 Reading rates are those of careful technical reading, not skimming; they are the assumption to change
@@ -26,10 +27,10 @@ import time
 LESSONS = pathlib.Path(__file__).resolve().parents[1] / "lessons"
 WORDS_PER_MIN, CODE_LINES_PER_MIN, MIN_PER_EXERCISE = 150, 15, 10
 
-# Full-mode run time of each notebook, seconds, measured with `--measure` on this repository's
-# 2-core development machine (shared with other jobs, so an upper bound; median of one run).
-RUN_SECONDS = {"00": 20, "01": 60, "02": 120, "03": 120, "04": 300, "05": 240, "06": 60, "07": 60,
-               "08": 90, "09": 120, "10": 420, "11": 150}
+# Full-mode run time of each notebook, seconds, measured with `--measure` on the development machine
+# (2 cores shared with other jobs, load average 30-70 while measuring: an upper bound; one run each).
+RUN_SECONDS = {"00": 12, "01": 30, "02": 87, "03": 170, "04": 114, "05": 169, "06": 60, "07": 22,
+               "08": 47, "09": 38, "10": 420, "11": 115}
 
 
 def cells(source: str):
