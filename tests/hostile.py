@@ -23,6 +23,12 @@ _CHILD = r"""
 import json, os, resource, sys, time
 limit = int(sys.argv[1]) * 2**20
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+def peak_mb():
+    # VmHWM: this process image's peak RSS. (ru_maxrss would include the parent's, inherited across fork + exec.)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 PATH = sys.argv[2]
 result = {"error_type": None, "error_module": None, "message": None}
 import numpy, tinyrwkv.errors                     # imported before the clock starts
@@ -33,7 +39,7 @@ except BaseException as e:
     result.update(error_type=type(e).__name__, error_module=type(e).__module__, message=str(e)[:2000],
                   is_ours=isinstance(e, tinyrwkv.errors.TinyRWKVError))
 result["seconds"] = time.perf_counter() - start
-result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+result["maxrss_mb"] = peak_mb()
 print("RESULT " + json.dumps(result))
 """
 
@@ -68,3 +74,55 @@ def run_isolated(snippet: str, path, *, mem_mb: int = 1536, timeout: float = 60)
     r = json.loads(line[len("RESULT "):])
     return Outcome(proc.returncode, r["error_type"], bool(r.get("is_ours")), r["message"], r["seconds"],
                    r["maxrss_mb"], proc.stderr)
+
+
+_MANY = r"""
+import json, resource, sys, time
+limit = int(sys.argv[1]) * 2**20
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+def peak_mb():
+    # VmHWM: this process image's peak RSS. (ru_maxrss would include the parent's, inherited across fork + exec.)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+cases = json.loads(open(sys.argv[2]).read())
+import numpy, tinyrwkv.errors
+exec(compile(sys.argv[3], "<setup>", "exec"))      # defines run(path)
+for path in cases:
+    start = time.perf_counter()
+    result = {"path": path, "error_type": None, "message": None, "is_ours": False}
+    try:
+        run(path)
+    except BaseException as e:
+        result.update(error_type=type(e).__name__, message=str(e)[:2000],
+                      is_ours=isinstance(e, tinyrwkv.errors.TinyRWKVError))
+    result["seconds"] = time.perf_counter() - start
+    result["maxrss_mb"] = peak_mb()
+    print("RESULT " + json.dumps(result), flush=True)
+"""
+
+
+def run_many(setup: str, paths, *, mem_mb: int = 1536, timeout: float = 120):
+    """Runs ``run(path)`` (defined by ``setup``) on each path in ONE capped child; returns
+    {path: Outcome}. ``maxrss_mb`` is the child's peak so far, so it bounds every case up to that one.
+    A crash ends the child: the paths not reached are missing from the result (a test failure)."""
+    import tempfile
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump([str(p) for p in paths], f)
+    try:
+        proc = subprocess.run([sys.executable, "-c", _MANY, str(mem_mb), f.name, setup],
+                              capture_output=True, text=True, timeout=timeout, env=env, cwd=str(ROOT))
+    finally:
+        os.unlink(f.name)
+    outcomes = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            r = json.loads(line[len("RESULT "):])
+            outcomes[r["path"]] = Outcome(proc.returncode, r["error_type"], r["is_ours"], r["message"],
+                                          r["seconds"], r["maxrss_mb"], "")
+    if len(outcomes) < len(paths):
+        last = list(outcomes)[-1] if outcomes else None
+        raise AssertionError(f"the child died (exit status {proc.returncode}) after {last}: {proc.stderr[-1500:]}")
+    return outcomes

@@ -11,11 +11,11 @@ import textwrap
 import numpy as np
 import pytest
 
-from tinyrwkv.models.rwkv7_train import RWKV7LanguageModel, RWKV7Sizes, init_rwkv7_params, param_shapes
+from tinyrwkv.models.rwkv7_train import RWKV7LanguageModel, init_rwkv7_params, rwkv7_config, trainable_shapes
 from tinyrwkv.nn import gradcheck
 from tinyrwkv.training import train
 
-SIZES = RWKV7Sizes(n_layer=2, n_embd=8, vocab_size=11, ffn_dim=16, head_size=4,
+SIZES = rwkv7_config(n_layer=2, n_embd=8, vocab_size=11, ffn_dim=16, head_size=4,
                    decay_lora=3, a_lora=3, v_lora=2, gate_lora=5)
 
 
@@ -44,7 +44,7 @@ def test_whole_model_gradients_equal_finite_differences_float64():
     model, batch = _model(), _batch()
     _grads(model, batch)
     errors = gradcheck(lambda: model.loss(batch)[0], model.params, model.grads, eps=1e-5, max_checks=5, tol=1e-6)
-    assert len(errors) == len(param_shapes(SIZES)) == 2 * 33 - 3 + 6      # block 0 has no v0, v1, v2
+    assert len(errors) == len(trainable_shapes(SIZES)) == 2 * 33 - 3 + 6      # block 0 has no v0, v1, v2
 
 
 # --------------------------------------------------------------------------- torch autograd
@@ -141,7 +141,7 @@ PIP_PARITY = """
 
 def test_forward_and_steps_equal_the_pip_package(tmp_path):
     pytest.importorskip("rwkv")
-    sizes = RWKV7Sizes(n_layer=3, n_embd=12, vocab_size=13, ffn_dim=20, head_size=4,
+    sizes = rwkv7_config(n_layer=3, n_embd=12, vocab_size=13, ffn_dim=20, head_size=4,
                        decay_lora=3, a_lora=5, v_lora=2, gate_lora=6)
     model = _model("numba", sizes=sizes, seed=4, dtype=np.float32)
     np.savez(tmp_path / "p.npz", **model.params)
@@ -186,7 +186,7 @@ def test_backends_give_the_same_gradients():
 
 def test_init_follows_rwkv_lm_and_starts_near_uniform():
     p = init_rwkv7_params(SIZES, seed=0)
-    assert set(p) == set(param_shapes(SIZES)) and all(a.dtype == np.float32 for a in p.values())
+    assert set(p) == set(trainable_shapes(SIZES)) and all(a.dtype == np.float32 for a in p.values())
     for i in range(2):
         b = f"blocks.{i}."
         assert not p[b + "att.output.weight"].any() and not p[b + "ffn.value.weight"].any()
@@ -214,5 +214,5 @@ def test_training_lowers_the_loss_and_bad_params_are_named():
     bad = dict(init_rwkv7_params(SIZES))
     bad["blocks.1.att.r_k"] = np.zeros((3, 3), np.float32)
     del bad["head.weight"]
-    with pytest.raises(ValueError, match=r"head.weight: missing.*blocks.1.att.r_k: shape \(3, 3\), expected \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"missing keys \['head.weight'\].*blocks.1.att.r_k: expected \(2, 4\), got \(3, 3\)"):
         RWKV7LanguageModel(SIZES, bad)

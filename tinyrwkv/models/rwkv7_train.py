@@ -44,79 +44,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .. import layouts
 from ..kernels import get_wkv
 from ..nn import check_tokens
 from ..nn import functional as F
 from .base import LanguageModel
-from .rwkv import ParamScope, token_mix
+from .rwkv import ParamScope, RWKVConfig, check_params, token_mix
 from .rwkv_train import mix_backward, orthogonal, token_shift_backward
 
 # The decay factor is w = exp(-DECAY_SCALE * sigmoid(.)): DECAY_SCALE = e^{-1/2} (BlinkDL writes
 # it as w = -softplus(-z) - 0.5 for the log-log decay; exp(-exp(that)) is the same number).
 DECAY_SCALE = math.exp(-0.5)
-GROUP_NORM_EPSILON = 64e-5        # ln_x's eps in every released RWKV-5/6/7 (head_size_divisor 8)
-LN_EPSILON = 1e-5
 L2_EPSILON = 1e-12                # torch.nn.functional.normalize's eps
 TIME_MIXES = ("r", "w", "k", "v", "a", "g")
 
 
-@dataclass(frozen=True)
-class RWKV7Sizes:
-    """The sizes of an RWKV-7 model (all readable off the weight shapes): C = n_embd = H * N,
-    F = ffn_dim, and the widths of the four low-rank ("LoRA") paths."""
-
-    n_layer: int
-    n_embd: int
-    vocab_size: int
-    ffn_dim: int
-    head_size: int = 64
-    decay_lora: int = 32
-    a_lora: int = 32
-    v_lora: int = 32
-    gate_lora: int = 32
-
-    @property
-    def n_head(self) -> int:
-        return self.n_embd // self.head_size
-
-    @classmethod
-    def from_config(cls, config) -> "RWKV7Sizes":
-        """From any object or mapping with these fields (e.g. the inference model's config)."""
-        get = (lambda k: config[k]) if isinstance(config, Mapping) else (lambda k: getattr(config, k))
-        return cls(**{f: int(get(f)) for f in cls.__dataclass_fields__})
-
-    def to_dict(self) -> dict:
-        return {"version": 7, **asdict(self)}
+def trainable_shapes(config: RWKVConfig) -> dict[str, tuple]:
+    """name -> shape of every trainable parameter: ``tinyrwkv.layouts``' v7 table without the
+    optional rows (block 0's v0, v1, v2: layer 0 sets v_first, it has no value residual to learn)."""
+    return layouts.param_shapes(config.to_dict(), required_only=True)
 
 
-def param_shapes(s: RWKV7Sizes) -> dict[str, tuple]:
-    """name -> shape of every trainable parameter (tinyrwkv.layouts' v7 names; no v0/v1/v2 in block 0)."""
-    C, F_, V, H, N = s.n_embd, s.ffn_dim, s.vocab_size, s.n_head, s.head_size
-    shapes = {"emb.weight": (V, C), "ln0.weight": (C,), "ln0.bias": (C,)}
-    for i in range(s.n_layer):
-        b = f"blocks.{i}."
-        for ln in ("ln1", "ln2"):
-            shapes[b + ln + ".weight"] = shapes[b + ln + ".bias"] = (C,)
-        for m in TIME_MIXES:
-            shapes[b + "att.x_" + m] = (C,)
-        for name, rank in (("w", s.decay_lora), ("a", s.a_lora), ("v", s.v_lora), ("g", s.gate_lora)):
-            if name == "v" and i == 0:
-                continue                                   # layer 0 sets v_first: no residual to learn
-            if name != "g":
-                shapes[b + f"att.{name}0"] = (C,)
-            shapes[b + f"att.{name}1"] = (rank, C)
-            shapes[b + f"att.{name}2"] = (C, rank)
-        shapes.update({b + "att.k_k": (C,), b + "att.k_a": (C,), b + "att.r_k": (H, N)})
-        for m in ("receptance", "key", "value", "output"):
-            shapes[b + f"att.{m}.weight"] = (C, C)
-        shapes.update({b + "att.ln_x.weight": (C,), b + "att.ln_x.bias": (C,), b + "ffn.x_k": (C,),
-                       b + "ffn.key.weight": (F_, C), b + "ffn.value.weight": (C, F_)})
-    shapes.update({"ln_out.weight": (C,), "ln_out.bias": (C,), "head.weight": (V, C)})
-    return shapes
+def rwkv7_config(n_layer, n_embd, vocab_size, ffn_dim, head_size, decay_lora=32, a_lora=32, v_lora=32,
+                 gate_lora=32) -> RWKVConfig:
+    """An RWKV-7 ``RWKVConfig`` (version 7) with BlinkDL's minimum LoRA size 32 unless told."""
+    return RWKVConfig(n_layer=n_layer, n_embd=n_embd, vocab_size=vocab_size, ffn_dim=ffn_dim, version=7,
+                      head_size=head_size, decay_lora=decay_lora, a_lora=a_lora, v_lora=v_lora,
+                      gate_lora=gate_lora)
 
 
 # --------------------------------------------------------------------------- small pieces
@@ -183,7 +140,8 @@ def time_mix_forward(h, att, v_first, H, wkv, x_prev=None, S=None):
 
     a4 = _heads(a, H)
     y, S_out = wkv.forward(*(_heads(x, H) for x in (r, w, k, v)), -kk, kk * a4, state=S)  # (B, T, H, N)
-    y_hat, gn_cache = F.layer_norm(y, np.ones(C // H, y.dtype), np.zeros(C // H, y.dtype), GROUP_NORM_EPSILON)
+    y_hat, gn_cache = F.layer_norm(y, np.ones(C // H, y.dtype), np.zeros(C // H, y.dtype),
+                                   layouts.GROUP_NORM_EPSILON)
     y_hat = y_hat.reshape(B, T, C)
     rk = np.sum(_heads(r * k, H) * att["r_k"], axis=-1, keepdims=True)          # (B, T, H, 1)
     z = y_hat * att["ln_x.weight"] + att["ln_x.bias"] + (rk * _heads(v, H)).reshape(B, T, C)
@@ -298,8 +256,8 @@ def channel_mix_backward(dout, cache, ffn):
 # --------------------------------------------------------------------------- initialisation
 
 
-def init_rwkv7_params(s: RWKV7Sizes, seed: int = 0) -> dict[str, np.ndarray]:
-    """RWKV-7's own initialisation, as float32 arrays under ``param_shapes``' names.
+def init_rwkv7_params(config: RWKVConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """RWKV-7's own initialisation, as float32 arrays under ``trainable_shapes``' names.
 
     After RWKV-LM's RWKV-v7 train code (``RWKV_Tmix_x070`` / ``RWKV_CMix_x070`` /
     ``generate_init_weight``). For layer l of L and channel i of C, with r01 = l / (L - 1),
@@ -320,14 +278,14 @@ def init_rwkv7_params(s: RWKV7Sizes, seed: int = 0) -> dict[str, np.ndarray]:
     n_layer = 1 takes r01 = 0 (RWKV-LM divides by L - 1).
     """
     rng = np.random.default_rng(seed)
-    L, C, N = s.n_layer, s.n_embd, s.head_size
+    L, C, N = config.n_layer, config.n_embd, config.head_size
     i = np.arange(C, dtype=np.float64)
     p, lin = i / C, i / max(C - 1, 1) - 0.5
     zig = ((i % N) - (N - 1) / 2) / max((N - 1) / 2, 1)
     zig = zig * np.abs(zig)
     mix_power = {"r": 0.2, "w": 0.9, "k": 0.7, "v": 0.7, "a": 0.9, "g": 0.2}
     params = {}
-    for name, shape in param_shapes(s).items():
+    for name, shape in trainable_shapes(config).items():
         layer = int(name.split(".")[1]) if name.startswith("blocks.") else 0
         r01 = layer / (L - 1) if L > 1 else 0.0
         r10 = 1.0 - layer / L
@@ -379,31 +337,26 @@ def init_rwkv7_params(s: RWKV7Sizes, seed: int = 0) -> dict[str, np.ndarray]:
 class RWKV7LanguageModel(LanguageModel):
     """RWKV-7 as a trainable ``LanguageModel``: parallel-mode forward with caches, hand-written backward.
 
-        model = RWKV7LanguageModel(RWKV7Sizes(n_layer=4, n_embd=64, vocab_size=61, ffn_dim=256, head_size=16))
+        model = RWKV7LanguageModel(rwkv7_config(n_layer=4, n_embd=64, vocab_size=61, ffn_dim=256, head_size=16))
         logits, cache = model.forward(ids)      # ids (B, T) -> (B, T, V), from the empty state
         model.backward(dlogits, cache)          # ADDS every gradient into model.grads
         train(model, corpus.batches(16, 128), steps=500)          # tinyrwkv.training
 
-    ``params`` (default: ``init_rwkv7_params(sizes, seed)``) is one dict of arrays under
-    ``param_shapes``' names. ``backend`` picks the WKV-7 kernels ("numba" | "numpy" | "cuda" | "auto").
+    ``config``: an RWKVConfig of version 7 (or its dict). ``params`` (default:
+    ``init_rwkv7_params(config, seed)``) is one dict of arrays under ``trainable_shapes``' names. ``backend`` picks the WKV-7 kernels ("numba" | "numpy" | "cuda" | "auto").
     Serial (RNN) mode: ``step`` runs the WKV-7 recurrence one token at a time on the same weights.
     """
 
-    def __init__(self, sizes, params: Mapping | None = None, backend: str = "auto", seed: int = 0):
+    def __init__(self, config: RWKVConfig, params: Mapping | None = None, backend: str = "auto", seed: int = 0):
         super().__init__()
-        sizes = sizes if isinstance(sizes, RWKV7Sizes) else RWKV7Sizes.from_config(sizes)
-        if sizes.n_embd % sizes.head_size:
-            raise ValueError(f"RWKV7LanguageModel: n_embd {sizes.n_embd} is not a multiple of head_size {sizes.head_size}")
-        params = init_rwkv7_params(sizes, seed) if params is None else dict(params)
-        want = param_shapes(sizes)
-        problems = [f"{k}: missing" for k in want if k not in params]
-        problems += [f"{k}: unexpected" for k in params if k not in want]
-        problems += [f"{k}: shape {np.shape(params[k])}, expected {want[k]}" for k in want
-                     if k in params and np.shape(params[k]) != want[k]]
-        if problems:
-            raise ValueError(f"RWKV7LanguageModel: parameters do not fit {sizes}: " + "; ".join(problems[:8]))
-        self.sizes = sizes
-        self.vocab_size = sizes.vocab_size
+        if not isinstance(config, RWKVConfig):
+            config = RWKVConfig.from_dict(config)
+        if config.version != 7:
+            raise ValueError(f"RWKV7LanguageModel: the config is RWKV-{config.version}, not RWKV-7")
+        params = init_rwkv7_params(config, seed) if params is None else dict(params)
+        check_params(config, params)
+        self.config = config
+        self.vocab_size = config.vocab_size
         self.backend = backend
         self.wkv = get_wkv(backend, version=7)
         for name, value in params.items():
@@ -411,14 +364,14 @@ class RWKV7LanguageModel(LanguageModel):
             self.add_param(name, np.ascontiguousarray(value, value.dtype if value.dtype == np.float64 else np.float32))
 
     def __repr__(self):
-        s = self.sizes
+        s = self.config
         return (f"RWKV7LanguageModel(n_layer={s.n_layer}, n_embd={s.n_embd}, head_size={s.head_size}, "
                 f"ffn_dim={s.ffn_dim}, vocab_size={s.vocab_size}, params={self.num_parameters():,}, "
                 f"backend={self.backend!r})")
 
     def _blocks(self):
         return [(ParamScope(self.params, f"blocks.{i}.att."), ParamScope(self.params, f"blocks.{i}.ffn."))
-                for i in range(self.sizes.n_layer)]
+                for i in range(self.config.n_layer)]
 
     def _add_grads(self, prefix: str, grads: Mapping):
         for name, g in grads.items():
@@ -435,30 +388,30 @@ class RWKV7LanguageModel(LanguageModel):
 
     def _run(self, ids, state):
         """The model's equations over ids (B, T) from ``state`` (None: empty) -> (logits, new state, cache)."""
-        p, H = self.params, self.sizes.n_head
-        state = state or [(None, None, None)] * self.sizes.n_layer
-        x, ln0_cache = F.layer_norm(p["emb.weight"][ids], p["ln0.weight"], p["ln0.bias"], LN_EPSILON)
+        p, H = self.params, self.config.n_head
+        state = state or [(None, None, None)] * self.config.n_layer
+        x, ln0_cache = F.layer_norm(p["emb.weight"][ids], p["ln0.weight"], p["ln0.bias"], self.config.layer_norm_epsilon)
         v_first, block_caches, new_state = None, [], []
         for i, (att, ffn) in enumerate(self._blocks()):
             b = f"blocks.{i}."
             att_prev, S, ffn_prev = state[i]
-            h, ln1_cache = F.layer_norm(x, p[b + "ln1.weight"], p[b + "ln1.bias"], LN_EPSILON)
+            h, ln1_cache = F.layer_norm(x, p[b + "ln1.weight"], p[b + "ln1.bias"], self.config.layer_norm_epsilon)
             out, v_first, S, att_cache = time_mix_forward(h, att, v_first, H, self.wkv, att_prev, S)
             x = x + out
             att_last = h[:, -1]
-            h, ln2_cache = F.layer_norm(x, p[b + "ln2.weight"], p[b + "ln2.bias"], LN_EPSILON)
+            h, ln2_cache = F.layer_norm(x, p[b + "ln2.weight"], p[b + "ln2.bias"], self.config.layer_norm_epsilon)
             out, ffn_cache = channel_mix_forward(h, ffn, ffn_prev)
             x = x + out
             block_caches.append((ln1_cache, att_cache, ln2_cache, ffn_cache))
             new_state.append((att_last, S, h[:, -1]))
-        h, ln_out_cache = F.layer_norm(x, p["ln_out.weight"], p["ln_out.bias"], LN_EPSILON)
+        h, ln_out_cache = F.layer_norm(x, p["ln_out.weight"], p["ln_out.bias"], self.config.layer_norm_epsilon)
         logits = F.linear(h, p["head.weight"])
         return logits, new_state, (ids, ln0_cache, block_caches, ln_out_cache, h)
 
     def backward(self, dlogits, cache):
         """dlogits (B, T, V) -> ADDS the gradient of every parameter into ``self.grads``."""
         ids, ln0_cache, block_caches, ln_out_cache, h = cache
-        p, g, H = self.params, self.grads, self.sizes.n_head
+        p, g, H = self.params, self.grads, self.config.n_head
         dh, dhead, _ = F.linear_backward(dlogits, h, p["head.weight"])
         g["head.weight"] += dhead
         dx, dw, db = F.layer_norm_backward(dh, ln_out_cache)
@@ -493,7 +446,7 @@ class RWKV7LanguageModel(LanguageModel):
 
     def init_state(self, batch_size: int = 1):
         """Per layer: (att x_prev (B, C), S (B, H, N, N), ffn x_prev (B, C)); v_first is per token."""
-        s = self.sizes
+        s = self.config
         z = lambda *shape: np.zeros(shape, np.float32)                  # noqa: E731
         return [(z(batch_size, s.n_embd), z(batch_size, s.n_head, s.head_size, s.head_size),
                  z(batch_size, s.n_embd)) for _ in range(s.n_layer)]
@@ -506,5 +459,5 @@ class RWKV7LanguageModel(LanguageModel):
 
     def state_size(self, context_length: int = 0) -> int:
         """Floats carried per sequence: per layer 2 C (token shift) + H N^2 (the WKV state)."""
-        s = self.sizes
+        s = self.config
         return s.n_layer * (2 * s.n_embd + s.n_head * s.head_size ** 2)

@@ -197,8 +197,14 @@ def l2_normalize(x, eps=1e-12):
 
 
 def linear(x, weight, bias=None):
-    """y = x W^T + b, torch's layout: weight (out, in), x (..., in) -> y (..., out)."""
-    y = x @ weight.T
+    """y = x W^T + b, torch's layout: weight (out, in), x (..., in) -> y (..., out).
+
+    weight: a float32 ndarray, or a compact weight (``tinyrwkv.nn.compact``: bf16 words, int8 + scales)
+    that multiplies itself (its own kernels, accumulating in float32): models never ask which."""
+    if isinstance(weight, np.ndarray):
+        y = x @ weight.T
+    else:
+        y = weight.linear(x)
     if bias is not None:
         y = y + bias
     return y
@@ -206,6 +212,9 @@ def linear(x, weight, bias=None):
 
 def linear_backward(dy, x, weight):
     """Returns (dx, dweight, dbias) for y = x W^T + b. dy: (..., out), x: (..., in)."""
+    if not isinstance(weight, np.ndarray):
+        raise TypeError(f"linear_backward: compact weights ({type(weight).__name__}) are for inference; "
+                        f"train on float32 weights (weights='fp32')")
     dx = dy @ weight                                               # (..., in)
     dweight = dy.reshape(-1, dy.shape[-1]).T @ x.reshape(-1, x.shape[-1])  # (out, in)
     dbias = dy.reshape(-1, dy.shape[-1]).sum(axis=0)               # (out,)
