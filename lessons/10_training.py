@@ -340,6 +340,34 @@ def adam_update(p, g, m, v, t, lr, beta1, beta2, eps):
 check.adam_update(adam_update)
 
 # %% [markdown]
+# **The WKV backward, one step.** Derive it yourself before you look at `wkv_backward`. One forward
+# step of the stable recurrence (all arrays (C,), each channel on its own) is
+#
+# $$ q = \max(p, u + k),\quad e_1 = e^{p - q},\quad e_2 = e^{u + k - q},\quad
+#    y = \frac{e_1 a + e_2 v}{e_1 b + e_2}, $$
+# $$ p' = \max(p + w, k),\quad f_1 = e^{p + w - p'},\quad f_2 = e^{k - p'},\quad
+#    a' = f_1 a + f_2 v,\quad b' = f_1 b + f_2 , $$
+#
+# with $(a, b, p)$ = `(aa, bb, pp)` the state coming in. Given the gradients arriving from above,
+# `gy` $= \partial L/\partial y$, `ga` $= \partial L/\partial a'$ and `gb` $= \partial L/\partial b'$
+# (with the new units $p'$ held fixed: $p'$ only chooses the units, $y$ does not depend on it), return
+# $\partial L/\partial w$, $\partial L/\partial u$, $\partial L/\partial k$, $\partial L/\partial v$ and the
+# gradients that flow on to the previous step, $\partial L/\partial a$ and $\partial L/\partial b$.
+# The check compares each with finite differences and says which one is wrong. Hint: write
+# $g = $ `gy` $/ (e_1 b + e_2)$ first; every other exponent you need is already one of $e_1, e_2, f_1, f_2$.
+
+# %% tags=["exercise"]
+def wkv_backward_step(w, u, k, v, aa, bb, pp, gy, ga, gb):
+    """Gradients of one stable WKV step: (gw, gu, gk, gv, ga_prev, gb_prev), each (C,).
+
+    L = sum(gy * y + ga * aa_new + gb * bb_new), where (y, aa_new, bb_new) is the forward step above.
+    """
+    raise NotImplementedError
+
+
+check.wkv_backward_step(wkv_backward_step)
+
+# %% [markdown]
 # **Going further:** (1) Use your `gpt_num_params` to find the `ffn_dim` that matches a 2-layer
 # RWKV of width 32 (that is what `matched_gpt` does). (2) Start an RWKV with `init_params` from
 # `models/rwkv.py` (small random matrices, no zero outputs) instead of `init_rwkv4_params`, train

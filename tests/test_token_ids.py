@@ -25,7 +25,18 @@ def models():
         "LSTMLanguageModel": LSTMLanguageModel(V, hidden_size=4, rng=rng),
         "GRULanguageModel": GRULanguageModel(V, hidden_size=4, rng=rng),
         "GPT": GPT(V, dim=8, n_heads=2, n_layers=1, rng=rng),
+        **_rwkv7(),
     }
+
+
+def _rwkv7():
+    """RWKV-7's trainable model, where this checkout has it."""
+    try:
+        from tinyrwkv.models.rwkv7_train import RWKV7LanguageModel, rwkv7_config
+    except ImportError:
+        return {}
+    config = rwkv7_config(n_layer=1, n_embd=8, vocab_size=V, ffn_dim=16, head_size=4)
+    return {"RWKV7LanguageModel": RWKV7LanguageModel(config, backend="numpy")}
 
 
 MODELS = models()

@@ -1,6 +1,7 @@
 """``load``: checkpoint -> model. The one place where ``checkpoints`` and ``models`` meet.
 
     model = load("RWKV/rwkv-4-169m-pile")      # repo id | folder | .safetensors | .bin | .pth
+    model = load("RWKV-x070-Pile-168M-20241120-ctx4096.pth")   # RWKV-4, 5.2, 6 or 7: detected from the tensors
     model = load("tiny")                       # the tiny char-level RWKV-4 shipped in the package
     path = find_local_model()                  # the real 169M if downloaded (offline look-up), else None
     model, tok, is_real = load_real_or_tiny()  # that, or the tiny model with the download command printed
@@ -9,22 +10,39 @@ from __future__ import annotations
 
 import os
 import pathlib
-import warnings
 from typing import Optional
 
 from .checkpoints import CheckpointError, read_checkpoint
+from .checkpoints.hub import cached_snapshot
 from .checkpoints.tensors import iter_float32_rows, read_float32, read_raw
-from .models.rwkv import RWKV, RWKVConfig
+from .models.rwkv import RWKV, RWKVBase, RWKVConfig
 from .nn.compact import BF16Weight, check_format, from_row_blocks, is_compactable
 from .tokenizer import load_tokenizer, resolve_shipped
 
 
+def model_class(version):
+    """The model class that runs RWKV-``version`` (4, 5.2, 6, 7); the v5-v7 modules load only when asked."""
+    if version == 4:
+        return RWKV
+    if version == 5.2:
+        from .models.rwkv5 import RWKV5
+        return RWKV5
+    if version == 6:
+        from .models.rwkv6 import RWKV6
+        return RWKV6
+    if version == 7:
+        from .models.rwkv7 import RWKV7
+        return RWKV7
+    raise ValueError(f"no model for RWKV version {version!r}; known: 4, 5.2, 6, 7")
+
+
 def load(source, backend: str = "auto", *, weights: str = "fp32", revision: Optional[str] = None,
-         cache_dir=None, progress: bool = True, allow_nonfinite: bool = False) -> RWKV:
-    """Reads an RWKV-4 checkpoint (see ``tinyrwkv.checkpoints.read_checkpoint`` for what ``source``
-    may be) and builds the model on it; ``backend`` picks the WKV kernels ("auto", "numba",
-    "numpy", "cuda"). ``source`` may also name a model shipped in the package ("tiny": a 4-layer
-    char-level RWKV-4 trained on the small_tales corpus).
+         cache_dir=None, progress: bool = True, allow_nonfinite: bool = False) -> RWKVBase:
+    """Reads an RWKV-4, -5.2, -6 or -7 checkpoint (see ``tinyrwkv.checkpoints.read_checkpoint`` for
+    what ``source`` may be), detects the version from its tensors and builds that model on it
+    (``model.config.version`` says which; ``repr(model)`` too); ``backend`` picks the WKV kernels
+    ("auto", "numba", "numpy", "cuda"). ``source`` may also name a model shipped in the package
+    ("tiny": a 4-layer char-level RWKV-4 trained on the small_tales corpus).
 
     weights: how the weight matrices are kept (``tinyrwkv.nn.compact``): "fp32" (float32), "bf16"
     (16-bit words, half the memory; read from bf16 checkpoints as is) or "int8" (8-bit + a float32
@@ -32,12 +50,14 @@ def load(source, backend: str = "auto", *, weights: str = "fp32", revision: Opti
     tensor, block by block, as the file is read: the float32 model is never held whole.
 
     A weight holding NaN or infinity is refused unless ``allow_nonfinite=True``.
-    Raises CheckpointError naming the file, key or shape at fault."""
+    Raises CheckpointError naming the file, key or shape at fault, or saying what an unsupported
+    file looks like."""
     source = resolve_shipped(source)
     convert = None if check_format(weights) == "fp32" else compact_reader(weights)
     config, params = read_checkpoint(source, revision=revision, cache_dir=cache_dir, progress=progress,
                                      convert=convert, allow_nonfinite=allow_nonfinite)
-    return RWKV(RWKVConfig.from_dict(config), params, backend=backend)
+    config = RWKVConfig.from_dict(config)
+    return model_class(config.version)(config, params, backend=backend)
 
 
 def compact_reader(fmt: str, group: Optional[int] = None):
@@ -73,7 +93,7 @@ def find_local_model(repo_id: str = REAL_169M, cache_dir=None):
     """Where a downloaded copy of ``repo_id`` lies on this machine, without touching the network.
 
     Looks, in order, at the environment variable TINYRWKV_MODEL (a folder or a checkpoint file;
-    FileNotFoundError naming it when it points nowhere), then at the Hugging Face cache (``cache_dir``
+    CheckpointError naming it when it points nowhere), then at the Hugging Face cache (``cache_dir``
     or the default ~/.cache/huggingface/hub): the snapshot folder that holds the repo's config.json
     and weights (*.safetensors or *.bin). Returns a ``pathlib.Path``, or None when the model has not
     been downloaded (``download_command(repo_id)`` says how to get it).
@@ -82,21 +102,9 @@ def find_local_model(repo_id: str = REAL_169M, cache_dir=None):
     if env:
         path = pathlib.Path(env).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"{MODEL_ENV}={env}: no such file or folder")
+            raise CheckpointError(f"{MODEL_ENV}={env}: no such file or folder")
         return path
-    try:
-        with warnings.catch_warnings():          # huggingface_hub imports tqdm.auto, which warns in
-            warnings.simplefilter("ignore")      # Jupyter when ipywidgets is absent
-            from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    config = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir)
-    if not isinstance(config, str):                  # None, or "known not to exist" (a sentinel object)
-        return None
-    folder = pathlib.Path(config).parent             # the snapshot folder of the cached revision
-    if any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")):
-        return folder
-    return None
+    return cached_snapshot(repo_id, cache_dir=cache_dir)
 
 
 def load_real_or_tiny(repo_id: str = REAL_169M, backend: str = "auto", cache_dir=None, verbose: bool = True):

@@ -2,7 +2,7 @@
 
 The steps, each cheap until the last:
 
-1. resolve   repo id -> download; folder -> its weights file (safetensors preferred); file -> itself
+1. resolve   repo id -> the cache, else download (hub.fetch); folder -> its weights file (safetensors preferred); file -> itself
 2. list      read headers only (safetensors JSON header / torch data.pkl) -> {name: StoredTensor}
 3. map       detect the naming (Hugging Face or BlinkDL), infer the config from the shapes,
              check every key and shape against it (one error listing every problem)
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import pathlib
-import re
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -22,21 +21,14 @@ import numpy as np
 from .. import layouts
 from . import naming, safetensors_file, torch_zip
 from .errors import CheckpointError
-from .hub import download
+from .hub import locate
 from .json_file import read_json_object
 from .tensors import StoredTensor, first_nonfinite, iter_float32_rows, read_float32
 
 # folder -> weights file, in order of preference (safetensors needs no pickle and no torch)
 PREFERRED_FILES = ("model.safetensors.index.json", "model.safetensors",
                    "pytorch_model.bin.index.json", "pytorch_model.bin")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".json")
-REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+$")
 DEFAULT_EPSILON = 1e-5
-
-
-def looks_like_repo_id(source: str) -> bool:
-    """"owner/name" without a file suffix, e.g. "RWKV/rwkv-4-169m-pile"."""
-    return bool(REPO_ID.match(source)) and not source.lower().endswith(WEIGHT_SUFFIXES)
 
 
 def weights_in_folder(folder: pathlib.Path) -> pathlib.Path:
@@ -59,13 +51,8 @@ def weights_in_folder(folder: pathlib.Path) -> pathlib.Path:
 
 def resolve(source, *, revision=None, cache_dir=None, progress=True) -> pathlib.Path:
     """The local weights file (or shard index) for a repo id, folder or file; downloads repo ids."""
-    path = pathlib.Path(source).expanduser()
-    if not path.exists():
-        if looks_like_repo_id(str(source)):
-            path = download(str(source), revision=revision, cache_dir=cache_dir, progress=progress)
-        else:
-            raise CheckpointError(f"{source}: no such file or folder (and not a Hugging Face repo id "
-                                  f"such as 'RWKV/rwkv-4-169m-pile')")
+    # an existing path as it is; a repo id from the cache or the Hub (offline said at once)
+    path = locate(source, revision, cache_dir, progress=progress)
     if path.is_dir():
         return weights_in_folder(path)
     return path

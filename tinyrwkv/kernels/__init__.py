@@ -31,6 +31,8 @@ import functools
 import importlib
 from types import ModuleType
 
+from ..errors import ParameterError
+
 BACKENDS = ("numpy", "numba", "cuda")
 
 NO_GPU_MESSAGE = (
@@ -82,12 +84,12 @@ def get_wkv(name: str = "auto", version: int = 4) -> ModuleType:
     simulator) raises RuntimeError saying what to do.
     """
     if version not in MODULE_PREFIX:
-        raise ValueError(f"no WKV kernels for RWKV version {version!r}; choose one of "
+        raise ParameterError(f"no WKV kernels for RWKV version {version!r}; choose one of "
                          f"{', '.join(map(str, MODULE_PREFIX))}")
     if name == "auto":
         name = "cuda" if real_gpu_present() else "numba"
     if name not in BACKENDS:
-        raise ValueError(f"unknown WKV backend {name!r}; choose one of {', '.join(BACKENDS + ('auto',))}")
+        raise ParameterError(f"unknown WKV backend {name!r}; choose one of {', '.join(BACKENDS + ('auto',))}")
     if name == "cuda" and not cuda_usable():
         raise RuntimeError(NO_GPU_MESSAGE)
     return importlib.import_module(f"{__name__}.{MODULE_PREFIX[version]}_{name}")

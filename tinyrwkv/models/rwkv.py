@@ -304,11 +304,19 @@ def channel_mix(x, x_prev, ffn):
     """
     xx = token_shift(x, x_prev)                                       # (B, T, C)
     dx = x - xx
-    k = F.linear(token_mix(xx, dx, ffn["time_mix_k"]), ffn["key.weight"])     # (B, T, F)
-    r = F.linear(token_mix(xx, dx, ffn["time_mix_r"]), ffn["receptance.weight"])  # (B, T, C)
+    out = gated_ffn(token_mix(xx, dx, ffn["time_mix_k"]), token_mix(xx, dx, ffn["time_mix_r"]), ffn)
+    return out, x[:, -1]
+
+
+def gated_ffn(k_in, r_in, ffn):
+    """sigmoid(W_r r_in) * (W_v relu(W_k k_in)^2): channel-mix after its token shift (RWKV-4/5/6).
+
+    k_in, r_in: (B, T, C) token-shifted inputs; ffn: the block's ``ffn.*`` parameters. Returns (B, T, C)."""
+    k = F.linear(k_in, ffn["key.weight"])                             # (B, T, F)
+    r = F.linear(r_in, ffn["receptance.weight"])                      # (B, T, C)
     kv = F.linear(F.squared_relu(k, out=k), ffn["value.weight"])     # (B, T, C); relu(k)^2 in place: speed
     kv *= F.sigmoid(r, out=r)                                         # gate, in place
-    return kv, x[:, -1]
+    return kv
 
 
 # --------------------------------------------------------------------------- the model

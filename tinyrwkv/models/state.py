@@ -33,6 +33,10 @@ class StateMethods:
     FIELDS: tuple = ()
     SHAPES: dict = {}
 
+    @classmethod
+    def _ndim(cls, field) -> int:
+        return cls.SHAPES[field].count(",") + 1
+
     def _arrays(self):
         return [getattr(self, f) for f in self.FIELDS]
 
@@ -41,7 +45,7 @@ class StateMethods:
         lead = np.shape(first)[:2]
         for f in self.FIELDS:
             a = getattr(self, f)
-            if np.ndim(a) != len(self.SHAPES[f]) or np.shape(a)[:2] != lead:
+            if np.ndim(a) != self._ndim(f) or np.shape(a)[:2] != lead:
                 raise ValueError(f"{type(self).__name__}: {f} must be {self.SHAPES[f]} with (n_layer, batch) = "
                                  f"{lead} like {self.FIELDS[0]}, got shape {np.shape(a)}")
 
@@ -73,7 +77,7 @@ class StateMethods:
         """Reads a state written by ``save`` through the safe .npz reader; StateFileError names the
         file (and the array) for anything else: not an .npz, another kind of state (other members),
         wrong dtype or ndim, truncated, NaN."""
-        arrays = read_npz(path, {f: len(cls.SHAPES[f].split(",")) for f in cls.FIELDS}, what=f"{cls.__name__} file")
+        arrays = read_npz(path, {f: cls._ndim(f) for f in cls.FIELDS}, what=f"{cls.__name__} file")
         try:
             return cls(*(arrays[f] for f in cls.FIELDS))
         except ValueError as e:                      # the shapes disagree
@@ -93,8 +97,13 @@ class StateMethods:
         return type(self)(*(a[:, index] for a in self._arrays()))
 
     def __repr__(self):
+        """Shapes, batch, dtype and size, never the arrays, e.g. RWKVState(batch=1, float32,
+        att_x(12, 1, 768), ...; 46,080 floats per sequence, 180.0 KiB)."""
         shapes = ", ".join(f"{f}{tuple(getattr(self, f).shape)}" for f in self.FIELDS)
-        return f"{type(self).__name__}({shapes}; {self.size():,} floats per sequence)"
+        dtypes = "/".join(sorted({str(a.dtype) for a in self._arrays()}))
+        kib = sum(a.nbytes for a in self._arrays()) / 1024
+        return (f"{type(self).__name__}(batch={self.batch_size}, {dtypes}, {shapes}; "
+                f"{self.size():,} floats per sequence, {kib:,.1f} KiB)")
 
 
 @dataclass(repr=False)
