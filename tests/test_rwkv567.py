@@ -49,7 +49,7 @@ def test_matrix_state_methods(tmp_path):
     _, state = model.forward(np.array([[1, 2, 3], [4, 5, 6]]))
     assert state.wkv.shape == (2, 2, 4, 8, 8) and state.batch_size == 2
     assert state.size() == model.state_size() == 2 * (2 * 32 + 4 * 8 * 8)
-    assert "MatrixState(att_x(2, 2, 32), wkv(2, 2, 4, 8, 8)" in repr(state)
+    assert repr(state).startswith("MatrixState(") and "wkv(2, 2, 4, 8, 8)" in repr(state)
     one = state.select(1)
     both = MatrixState.stack([state.select(0), one])
     assert all(np.array_equal(getattr(both, f), getattr(state, f)) for f in MatrixState.FIELDS)
