@@ -179,3 +179,15 @@ def test_v7_pth_values_read_exactly(tmp_path, dtype):
     assert config["dtype"] == dtype and set(read) == set(params)
     assert all(np.array_equal(read[k], params[k]) for k in params)
     assert read["blocks.1.att.a1"].shape == (16, 32)                 # stored (C, Da) = (32, 16)
+
+
+def test_bench_machinery_rwkv7_tiny(capsys):
+    """Not a speed test: `bench --version 7` writes RWKV-7 weights, runs tinyrwkv's worker on them
+    and prints a table naming the version (transformers is skipped with the reason)."""
+    from tinyrwkv.cli import main
+    code = main(["bench", "--version", "7", "--tiny", "--no-peers", "--rounds", "1", "--repeats", "1",
+                 "--prompt-length", "8", "--decode-tokens", "3"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("RWKV-7 2 layers x 64, head size 32"), out
+    line = next(line for line in out.splitlines() if line.startswith("tinyrwkv fp32"))
+    assert float(line.split()[2]) > 0
