@@ -45,9 +45,9 @@ def pytest_collection_modifyitems(config, items):
     network = os.environ.get("TINYRWKV_NETWORK") == "1"
     real_gpu = os.environ.get("TINYRWKV_REAL_GPU") == "1"
     for item in items:
-        if "network" in item.keywords and not network:
+        if item.get_closest_marker("network") and not network:
             item.add_marker(pytest.mark.skip(
                 reason="needs internet and the real RWKV-4 169M weights: run with TINYRWKV_NETWORK=1"))
-        if "gpu" in item.keywords and not real_gpu:
+        if item.get_closest_marker("gpu") and not real_gpu:   # (a marker: a folder named gpu is not one)
             item.add_marker(pytest.mark.skip(
                 reason="needs a real CUDA GPU: run with TINYRWKV_REAL_GPU=1 on a machine that has one"))

@@ -60,6 +60,11 @@ def _generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--stop", action="append", default=None, help="stop at this string (repeatable)")
     p.add_argument("--backend", default="auto", help="WKV kernels: auto, numba, numpy, cuda")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="cuda: the whole model on the GPU (weights and state on the device; "
+                        "the CUDA simulator when NUMBA_ENABLE_CUDASIM=1)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16"),
+                   help="weight storage with --device cuda (float16: half the bytes, float32 sums)")
     p.add_argument("--no-stream", action="store_true", help="print the text at the end instead of as it comes")
 
 
@@ -95,7 +100,11 @@ def _run_generate(args) -> int:
             tok = tokenizer.load_tokenizer(default_tokenizer_source(args.model))
         except tokenizer.TokenizerError as e:
             raise UsageError(f"{e}; pass --tokenizer (e.g. a 20B_tokenizer.json)") from None
-    model = loading.load(args.model, backend=args.backend)
+    if args.device == "cuda":
+        from .kernels import NO_GPU_MESSAGE, cuda_usable
+        if not cuda_usable():
+            raise UsageError("--device cuda: " + NO_GPU_MESSAGE)
+    model = loading.load(args.model, backend=args.backend, device=args.device, dtype=args.dtype)
     if tok.vocab_size > model.config.vocab_size:
         raise UsageError(f"the tokenizer has {tok.vocab_size} ids but the model only {model.config.vocab_size}: "
                          f"wrong --tokenizer?")

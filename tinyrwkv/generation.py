@@ -24,7 +24,6 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from .models.rwkv import RWKVState
 from .nn import functional as F
 
 REPLACEMENT_CHAR = "\ufffd"      # what decoding shows for half a UTF-8 character
@@ -216,7 +215,7 @@ def generate(model, tokenizer, prompt: Union[str, Sequence[str]], max_new_tokens
         seen.append(list(ids))
         first_logits.append(logits)
         states.append(state)
-    state = RWKVState.stack(states)
+    state = type(states[0]).stack(states)                            # RWKVState, or the device runner's
     logits = np.stack(first_logits)                                 # (B, V)
 
     # 2. Decode in RNN mode: B sequences, one token each per step.

@@ -18,14 +18,23 @@ from .tokenizer import load_tokenizer, resolve_shipped
 
 
 def load(source, backend: str = "auto", *, revision: Optional[str] = None, cache_dir=None,
-         progress: bool = True) -> RWKV:
+         progress: bool = True, device: str = "cpu", dtype: str = "float32"):
     """Reads an RWKV-4 checkpoint (see ``tinyrwkv.checkpoints.read_checkpoint`` for what ``source``
     may be) and builds the model on it; ``backend`` picks the WKV kernels ("auto", "numba",
     "numpy", "cuda"). ``source`` may also name a model shipped in the package ("tiny": a 4-layer
     char-level RWKV-4 trained on the small_tales corpus). Raises CheckpointError naming the file,
-    key or shape at fault."""
+    key or shape at fault.
+
+    ``device="cuda"`` returns a ``tinyrwkv.runners.cuda_rwkv4.DeviceRWKV`` instead: the weights
+    uploaded once (``dtype`` "float32" or "float16" storage) and every op a numba.cuda kernel, with
+    the same forward / step / init_state. (``backend`` is then ignored: the WKV runs on the device.)"""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"load: device must be 'cpu' or 'cuda', got {device!r}")
     source = resolve_shipped(source)
     config, params = read_checkpoint(source, revision=revision, cache_dir=cache_dir, progress=progress)
+    if device == "cuda":
+        from .runners.cuda_rwkv4 import DeviceRWKV
+        return DeviceRWKV(RWKVConfig.from_dict(config), params, dtype=dtype)
     return RWKV(RWKVConfig.from_dict(config), params, backend=backend)
 
 
