@@ -23,7 +23,7 @@
 #
 # Everything is `tinyrwkv` code: `models/rwkv_train.py` (RWKV-4's backward pass and its
 # initialisation), `models/transformer.py` (GPT), `models/lstm.py`, `training.py` (one training
-# loop for all) and `experiments/training_curves.py` (the shared recipe, which also trained the tiny
+# loop for all) and `recipes.py` (the shared recipe, which also trained the tiny
 # model that ships with the package).
 
 # %%
@@ -44,6 +44,7 @@ from IPython.display import Image, display
 import tinyrwkv
 from tinyrwkv.data.corpus import load_corpus
 from tinyrwkv.exercises import check
+from tinyrwkv import recipes
 from tinyrwkv.experiments import training_curves as tc
 from tinyrwkv.models.rwkv import RWKVConfig
 from tinyrwkv.models.rwkv_train import RWKVLanguageModel, init_rwkv4_params
@@ -55,7 +56,7 @@ if FAST:   # tiny models, a few steps: the curves barely start
     RWKV_SIZE = {"n_layer": 2, "n_embd": 32, "ffn_dim": 128}
     RECIPE = {"steps": 40, "eval_every": 20, "batch_size": 8, "seq_len": 64}
 else:      # the shipped model's size; 500 steps of 16 x 64 characters (a few CPU minutes in all)
-    RWKV_SIZE = dict(tc.RWKV_SIZE)
+    RWKV_SIZE = dict(recipes.RWKV_SIZE)
     RECIPE = {"steps": 500, "eval_every": 50, "batch_size": 16, "seq_len": 64}
 SEED = 0
 print(f"FAST={FAST}: RWKV {RWKV_SIZE}, recipe {RECIPE}")
@@ -91,7 +92,7 @@ assert np.array_equal(inputs[:, 1:], targets[:, :-1])            # targets = inp
 # chosen to land on the target, and the 2-layer LSTM gets the hidden size that does.
 
 # %%
-models = tc.build_models(V, seed=SEED, rwkv_size=RWKV_SIZE)
+models = recipes.build_models(V, seed=SEED, rwkv_size=RWKV_SIZE)
 for label, model in models.items():
     logits, _ = model.forward(inputs)
     print(f"{label:7s} {type(model).__name__:18s} {model.num_parameters():>8,} parameters   logits {logits.shape}")
@@ -207,19 +208,19 @@ assert new_loss < loss
 # %% [markdown]
 # ## 5. The race
 #
-# `train_with_curve` trains each model with the shared recipe (`tc.RECIPE`; what `run_comparison`
+# `train_with_curve` trains each model with the shared recipe (`recipes.RECIPE`; what `tc.run_comparison`
 # and the shipped model's script use): Adam with a linear warm-up over the first 5 % of steps and a
 # cosine decay to 10 % of the peak learning rate, gradient clipping at 1.0, the same random windows
 # for every model (same seed), and the validation loss every `eval_every` steps. Each model has its
 # own peak learning rate, picked by a short sweep (`PEAK_LR`).
 
 # %%
-recipe = {**tc.RECIPE, **RECIPE}                                     # the shared recipe, our step budget
-print("peak learning rates:", tc.PEAK_LR)
+recipe = {**recipes.RECIPE, **RECIPE}                               # the shared recipe, our step budget
+print("peak learning rates:", recipes.PEAK_LR)
 curves = {}
 for label, model in models.items():                                 # the models of section 2, trained in place
-    curves[label] = tc.train_with_curve(
-        model, corpus, steps=recipe["steps"], peak_lr=tc.PEAK_LR[label], batch_size=recipe["batch_size"],
+    curves[label] = recipes.train_with_curve(
+        model, corpus, steps=recipe["steps"], peak_lr=recipes.PEAK_LR[label], batch_size=recipe["batch_size"],
         seq_len=recipe["seq_len"], eval_every=recipe["eval_every"], clip=recipe["clip"], seed=recipe["seed"],
         warmup_fraction=recipe["warmup_fraction"], final_lr_fraction=recipe["final_lr_fraction"], progress=False)
 # the same layout as tc.run_comparison's result, which the figure and the summary read
@@ -240,7 +241,7 @@ def show_curves(results, note):
 show_curves(results, f"this notebook: {RECIPE['steps']} steps (FAST={FAST})")
 
 # %% [markdown]
-# The run above is short. The shipped tiny RWKV came from the full recipe (`tc.RECIPE`: batches of
+# The run above is short. The shipped tiny RWKV came from the full recipe (`recipes.RECIPE`: batches of
 # 16 windows of 128 characters), and `scripts/train_tiny_rwkv.py` saved all three curves of that run
 # beside the checkpoint (it ships the RWKV of the evaluation with the lowest validation loss). They
 # take CPU minutes to recompute (`python -m tinyrwkv.experiments.training_curves --retrain`):
@@ -272,7 +273,7 @@ else:
 #
 # Each trained model continues the same prompt with the same sampling (temperature 0.8, same seed),
 # one `step` at a time. And, for comparison, the shipped RWKV, trained with the full recipe
-# (`tc.RECIPE`: more steps on longer windows than this notebook's run).
+# (`recipes.RECIPE`: more steps on longer windows than this notebook's run).
 
 # %%
 prompt = "The fox "
@@ -284,7 +285,7 @@ for label, model in models.items():
 shipped = tinyrwkv.load("tiny", progress=False)
 text = tinyrwkv.generate(shipped, tinyrwkv.load_tokenizer("tiny"), prompt, max_new_tokens=n_new, temperature=0.8,
                          seed=SEED)
-print(f"--- the shipped RWKV-4 ({tc.RECIPE['steps']} steps of {tc.RECIPE['batch_size']} x {tc.RECIPE['seq_len']} "
+print(f"--- the shipped RWKV-4 ({recipes.RECIPE['steps']} steps of {recipes.RECIPE['batch_size']} x {recipes.RECIPE['seq_len']} "
       f"characters) ---\n{prompt}{text}")
 
 # %% [markdown]
@@ -337,6 +338,34 @@ def adam_update(p, g, m, v, t, lr, beta1, beta2, eps):
 
 
 check.adam_update(adam_update)
+
+# %% [markdown]
+# **The WKV backward, one step.** Derive it yourself before you look at `wkv_backward`. One forward
+# step of the stable recurrence (all arrays (C,), each channel on its own) is
+#
+# $$ q = \max(p, u + k),\quad e_1 = e^{p - q},\quad e_2 = e^{u + k - q},\quad
+#    y = \frac{e_1 a + e_2 v}{e_1 b + e_2}, $$
+# $$ p' = \max(p + w, k),\quad f_1 = e^{p + w - p'},\quad f_2 = e^{k - p'},\quad
+#    a' = f_1 a + f_2 v,\quad b' = f_1 b + f_2 , $$
+#
+# with $(a, b, p)$ = `(aa, bb, pp)` the state coming in. Given the gradients arriving from above,
+# `gy` $= \partial L/\partial y$, `ga` $= \partial L/\partial a'$ and `gb` $= \partial L/\partial b'$
+# (with the new units $p'$ held fixed: $p'$ only chooses the units, $y$ does not depend on it), return
+# $\partial L/\partial w$, $\partial L/\partial u$, $\partial L/\partial k$, $\partial L/\partial v$ and the
+# gradients that flow on to the previous step, $\partial L/\partial a$ and $\partial L/\partial b$.
+# The check compares each with finite differences and says which one is wrong. Hint: write
+# $g = $ `gy` $/ (e_1 b + e_2)$ first; every other exponent you need is already one of $e_1, e_2, f_1, f_2$.
+
+# %% tags=["exercise"]
+def wkv_backward_step(w, u, k, v, aa, bb, pp, gy, ga, gb):
+    """Gradients of one stable WKV step: (gw, gu, gk, gv, ga_prev, gb_prev), each (C,).
+
+    L = sum(gy * y + ga * aa_new + gb * bb_new), where (y, aa_new, bb_new) is the forward step above.
+    """
+    raise NotImplementedError
+
+
+check.wkv_backward_step(wkv_backward_step)
 
 # %% [markdown]
 # **Going further:** (1) Use your `gpt_num_params` to find the `ffn_dim` that matches a 2-layer

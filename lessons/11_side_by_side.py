@@ -229,6 +229,23 @@ def teacher_forced_loss(logits, ids):
 check.teacher_forced_loss(teacher_forced_loss)
 
 # %% [markdown]
+# **Predict, then measure.** Before you run anything: how many bytes does each model carry from one
+# token to the next after reading T tokens, in float32 (4 bytes a number)? Write your answer as a
+# formula in `kind`, `n_layer`, `dim` and `T`, and work out on paper what it gives for the real
+# RWKV-4 169M (12 layers, width 768) and for a GPT of the same shape after 1000 tokens. Only then run
+# the check: it runs small real models of each kind token by token and adds up the bytes of the
+# arrays in their states, and tells you which part of your prediction was off.
+
+# %% tags=["exercise"]
+def predict_state_bytes(kind, n_layer, dim, T):
+    """Your prediction: bytes of the state that model ``kind`` ("rwkv", "gpt" or "lstm"; n_layer layers
+    of width dim) carries after reading T tokens, in float32. Return an int."""
+    raise NotImplementedError
+
+
+check.predict_state_bytes(predict_state_bytes)
+
+# %% [markdown]
 # **Going further:** (1) Rerun with `LENGTH = 4096`: where does the GPT's time per token overtake
 # RWKV's on your machine? (2) Plot each model's loss per position (`result.runs[name]["loss"]`,
 # smoothed): where does the GPT's loss start to rise? (3) Batch: `RWKV.step` accepts B tokens at once; how does the time per

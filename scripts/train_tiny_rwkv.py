@@ -7,7 +7,7 @@ What it does:
 
 1. Trains RWKV-4 (4 layers, width 64, ffn 256: 0.22 M parameters, RWKV-4's own initialisation)
    char-level on the shipped small_tales corpus with the recipe in
-   ``tinyrwkv.experiments.training_curves.RECIPE`` (Adam, warm-up + cosine lr, clip 1.0), and keeps
+   ``tinyrwkv.recipes.RECIPE`` (Adam, warm-up + cosine lr, clip 1.0), and keeps
    the parameters of the evaluation with the lowest validation loss (the corpus is small - 30 k
    training characters - so later steps overfit).
 2. Writes them as a Hugging Face-style folder that ``tinyrwkv.load`` reads (and transformers'
@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from tinyrwkv.checkpoints.naming import to_file_layout  # noqa: E402
 from tinyrwkv.data.corpus import load_corpus  # noqa: E402
+from tinyrwkv import recipes  # noqa: E402
 from tinyrwkv.experiments import training_curves as tc  # noqa: E402
 from tinyrwkv.models.rwkv import RWKV, RWKVConfig  # noqa: E402
 
@@ -93,8 +94,8 @@ def save_pretrained(directory, config: RWKVConfig, params: dict, chars, context_
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=pathlib.Path, default=tc.TINY_RWKV_DIR, help="model folder to write")
-    parser.add_argument("--steps", type=int, default=tc.RECIPE["steps"])
-    parser.add_argument("--eval-every", type=int, default=tc.RECIPE["eval_every"])
+    parser.add_argument("--steps", type=int, default=recipes.RECIPE["steps"])
+    parser.add_argument("--eval-every", type=int, default=recipes.RECIPE["eval_every"])
     parser.add_argument("--no-compare", action="store_true", help="train only the RWKV (no GPT / LSTM curves)")
     parser.add_argument("--figure", type=pathlib.Path, default=None, help="also draw the curves to this .png")
     args = parser.parse_args(argv)
@@ -111,9 +112,9 @@ def main(argv=None):
 
     recipe = {"steps": args.steps, "eval_every": args.eval_every}
     if args.no_compare:
-        rwkv = tc.tiny_rwkv(corpus.vocab.size, tc.RECIPE["seed"])
-        r = {**tc.RECIPE, **recipe}
-        curve = tc.train_with_curve(rwkv, corpus, steps=r["steps"], peak_lr=tc.PEAK_LR["RWKV-4"],
+        rwkv = recipes.tiny_rwkv(corpus.vocab.size, recipes.RECIPE["seed"])
+        r = {**recipes.RECIPE, **recipe}
+        curve = recipes.train_with_curve(rwkv, corpus, steps=r["steps"], peak_lr=recipes.PEAK_LR["RWKV-4"],
                                     batch_size=r["batch_size"], seq_len=r["seq_len"], eval_every=r["eval_every"],
                                     clip=r["clip"], seed=r["seed"], warmup_fraction=r["warmup_fraction"],
                                     final_lr_fraction=r["final_lr_fraction"], on_eval=keep_best)
@@ -123,8 +124,8 @@ def main(argv=None):
         results = tc.run_comparison(corpus, recipe, on_rwkv_eval=keep_best)
         print(json.dumps(tc.summarize(results), indent=1))
 
-    config = RWKVConfig(vocab_size=corpus.vocab.size, **tc.RWKV_SIZE)
-    save_pretrained(args.out, config, best["params"], corpus.vocab.chars, tc.RECIPE["seq_len"],
+    config = RWKVConfig(vocab_size=corpus.vocab.size, **recipes.RWKV_SIZE)
+    save_pretrained(args.out, config, best["params"], corpus.vocab.chars, recipes.RECIPE["seq_len"],
                     extra={"trained_on": corpus.name, "best_step": str(best["step"]),
                            "val_loss_nats_per_char": f"{best['val']:.4f}"})
 

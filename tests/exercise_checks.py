@@ -3,9 +3,12 @@
 * ``load_solutions(lesson)``: the module ``lessons/solutions/NN_*.py`` of lesson "NN".
 * ``fails_with(check_fn, fn, *needles)``: ``check_fn`` rejects ``fn`` with a message that contains
   every needle (case-insensitive), i.e. it names the mistake ``fn`` makes.
+* ``own_copy(f)``: a new function object running ``f``'s code, for tests that build wrong answers with a
+  check's own helper (the helper itself is poisoned while a learner's function runs; a copy is not).
 """
 import importlib.util
 import pathlib
+import types
 
 LESSONS = pathlib.Path(__file__).resolve().parents[1] / "lessons"
 SOLUTIONS = LESSONS / "solutions"
@@ -33,3 +36,10 @@ def fails_with(check_fn, fn, *needles):
     for needle in needles:
         assert needle.lower() in result.message.lower(), f"{result.name}: {needle!r} not in {result.message!r}"
     return result
+
+
+def own_copy(f):
+    """A distinct function object with ``f``'s code, globals, defaults and closure."""
+    g = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__, f.__closure__)
+    g.__kwdefaults__ = f.__kwdefaults__
+    return g

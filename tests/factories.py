@@ -189,6 +189,43 @@ def write_blinkdl_pth(path, params, config=None, *, dtype="float32"):
     return model
 
 
+# --------------------------------------------------------------------------- RWKV-5.2, 6, 7
+
+
+def rwkv567_config(version, n_layer=2, n_embd=96, head_size=32, vocab_size=97, ffn_dim=None, **lora):
+    """A small RWKV-5.2/6/7 config dict at odd sizes. ffn_dim defaults to 3.5 C (RWKV-6/7's ratio,
+    in multiples of 32) for v6/v7 and 4 C for v5; LoRA sizes default to small ones."""
+    if ffn_dim is None:
+        ffn_dim = 4 * n_embd if version == 5.2 else int(3.5 * n_embd) // 32 * 32
+    defaults = {6: dict(decay_lora=16, mix_lora=8), 7: dict(decay_lora=16, a_lora=16, v_lora=8, gate_lora=24)}
+    return {"version": version, "n_layer": n_layer, "n_embd": n_embd, "vocab_size": vocab_size, "ffn_dim": ffn_dim,
+            "head_size": head_size, "layer_norm_epsilon": 1e-5, **defaults.get(version, {}), **lora}
+
+
+def rwkv7_168m_config():
+    """The shapes of RWKV-x070-Pile-168M-20241120-ctx4096.pth: 12 x 768, head 64, V 50277, ffn 4 C,
+    LoRA ranks from RWKV-7's formulas at C = 768 (decay 64, a 64, v 32, gate 128)."""
+    return rwkv567_config(7, n_layer=12, n_embd=768, head_size=64, vocab_size=50277, ffn_dim=3072,
+                          decay_lora=64, a_lora=64, v_lora=32, gate_lora=128)
+
+
+def random_rwkv567_params(config, seed=0, dtype="float32"):
+    """Random RWKV-5.2/6/7 weights in the internal naming (the models' own random init), rounded to
+    ``dtype`` so a file stored in that dtype holds exactly these values."""
+    from tinyrwkv.models.rwkv import RWKVConfig
+    from tinyrwkv.models.rwkv5 import init_matrix_params
+    return round_params(init_matrix_params(RWKVConfig.from_dict(config), seed=seed), dtype)
+
+
+def write_blinkdl_pth_any(path, params, *, dtype="float32"):
+    """``torch.save`` of any version's params in BlinkDL's names and stored layout (ln0 in block 0,
+    (1, 1, C) vectors, LoRA matrices (in, out)), cast to ``dtype``, as BlinkDL's .pth releases are."""
+    import torch
+    torch.save(torch_state_dict(params, "blinkdl", dtype), path)
+    return path
+
+
 __all__ = ["tiny_config", "real_169m_config", "random_internal_params", "round_params", "round_bfloat16",
            "torch_state_dict", "hf_rwkv_config", "hf_model", "params_from_model",
-           "write_hf_safetensors", "write_hf_bin", "write_blinkdl_pth", "internal_names", "name_table"]
+           "write_hf_safetensors", "write_hf_bin", "write_blinkdl_pth", "internal_names", "name_table",
+           "rwkv567_config", "rwkv7_168m_config", "random_rwkv567_params", "write_blinkdl_pth_any"]

@@ -220,5 +220,5 @@ def bad_input_names_expected_shapes(layer_cls, stack_cls, lm_cls):
     with pytest.raises(ValueError, match="num_layers must be >= 1"):
         stack_cls(3, 4, num_layers=0)
     lm = lm_cls(5, hidden_size=4, rng=np.random.default_rng(0))
-    with pytest.raises(ValueError, match=r"step ids \(B,\): expected shape \(\*\), got \(1, 1\)"):
+    with pytest.raises(ValueError, match=r"step ids must be \(B,\) integer token ids in \[0, 5\), got shape \(1, 1\)"):
         lm.step(np.array([[1]]), lm.init_state(1))

@@ -205,7 +205,7 @@ def test_real_169m_shapes_from_headers(tmp_path):
         f.write(len(raw).to_bytes(8, "little") + raw)
         f.truncate(8 + len(raw) + offset)          # sparse: no data written
     info = inspect_checkpoint(path)
-    assert info["config"] == {"n_layer": 12, "n_embd": 768, "vocab_size": 50277, "ffn_dim": 3072,
+    assert info["config"] == {"version": 4, "n_layer": 12, "n_embd": 768, "vocab_size": 50277, "ffn_dim": 3072,
                               "layer_norm_epsilon": 1e-5}
     assert info["problems"] == [] and info["dtype"] == "bfloat16"
     assert info["parameter_count"] == 169_342_464   # 2 * 50277 * 768 + 12 * (...) + LNs

@@ -289,7 +289,7 @@ def test_not_an_rwkv_checkpoint(tmp_path):
     from safetensors.numpy import save_file
     path = tmp_path / "other.safetensors"
     save_file({"encoder.weight": np.zeros((2, 2), np.float32)}, str(path))
-    expect_error(path, "not an RWKV-4 checkpoint", "encoder.weight")
+    expect_error(path, "not an RWKV checkpoint", "encoder.weight")
 
 
 def test_missing_path_and_folder_without_weights(tmp_path):

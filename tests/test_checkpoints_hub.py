@@ -10,6 +10,7 @@ from factories import random_internal_params, tiny_config, torch_state_dict
 from tinyrwkv.checkpoints import CheckpointError, download, read_checkpoint
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
+from tinyrwkv.checkpoints import hub  # noqa: E402
 
 
 def test_offline_download_is_a_clear_checkpoint_error(monkeypatch, tmp_path):
@@ -20,6 +21,7 @@ def test_offline_download_is_a_clear_checkpoint_error(monkeypatch, tmp_path):
             "An error happened while trying to locate the files on the Hub, and we cannot find the "
             "appropriate snapshot folder for the specified revision on the local disk.")
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setattr(hub, "hub_unreachable", lambda: None)      # the probe passes, the download fails
 
     for call in (lambda: download("RWKV/rwkv-4-169m-pile", cache_dir=tmp_path),
                  lambda: read_checkpoint("RWKV/rwkv-4-169m-pile", cache_dir=tmp_path, progress=False)):
@@ -57,6 +59,7 @@ def fake_hub(monkeypatch, tmp_path):
                 shutil.copy(f, cache / f.name)
         return str(cache)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(hub, "hub_unreachable", lambda: None)      # this fake Hub is always reachable
     return remote, cache, calls
 
 

@@ -68,14 +68,26 @@ def test_generate_batch_and_sampling_options(capsys, model_dir):
 
 
 @pytest.mark.parametrize("argv, fragments", [
-    (["--temperature", "-1"], ["--temperature must be >= 0", "-1"]),
-    (["--top-p", "0"], ["--top-p must be in (0, 1]", "0.0"]),
+    (["--temperature", "-1"], ["--temperature must be a finite number >= 0", "-1"]),
+    (["--temperature", "nan"], ["--temperature must be a finite number"]),
+    (["--temperature", "inf"], ["--temperature must be a finite number"]),
+    (["--top-p", "0"], ["--top-p must be a number in (0, 1]", "0.0"]),
+    (["--top-p", "1.5"], ["--top-p must be a number in (0, 1]"]),
     (["--top-k", "-2"], ["--top-k must be an integer >= 0"]),
+    (["--top-k", "2.5"], ["argument --top-k: invalid int value: '2.5'"]),
     (["--max-new-tokens", "-5"], ["--max-new-tokens must be an integer >= 0", "-5"]),
+    (["--repetition-penalty", "0"], ["--repetition-penalty must be a finite number > 0"]),
+    (["--presence-penalty", "nan"], ["--presence-penalty must be a finite number"]),
+    (["--seed", "-1"], ["--seed must be an integer in [0, 2**64)", "-1"]),
+    (["--seed", str(2 ** 70)], ["--seed must be an integer in [0, 2**64)", str(2 ** 70)]),
+    (["--seed", "1.5"], ["argument --seed: invalid int value: '1.5'"]),
+    (["--stop", ""], ["--stop must be a non-empty string"]),
+    (["--backend", "tpu"], ["--backend tpu: unknown WKV backend 'tpu'"]),
 ])
-def test_bad_sampling_parameters(capsys, model_dir, argv, fragments):
+def test_bad_flags_exit_2_with_one_line_before_any_output(capsys, model_dir, argv, fragments):
     code, out, err = run(capsys, "generate", "--model", str(model_dir), "hi", *argv)
     assert_usage_error(code, out, err, "tinyrwkv generate: error:", *fragments)
+    assert out == ""                                   # the prompt was not printed first
 
 
 def test_missing_files_and_bad_arguments(capsys, model_dir, tmp_path):
@@ -86,12 +98,10 @@ def test_missing_files_and_bad_arguments(capsys, model_dir, tmp_path):
                        "nope.pth")
     assert_usage_error(*run(capsys, "info", missing), "tinyrwkv info: error:", "nope.pth")
     assert_usage_error(*run(capsys, "generate", "--model", str(model_dir), ""), "prompt is empty")
-    assert_usage_error(*run(capsys, "generate", "--model", str(model_dir), "hi", "--backend", "tpu"),
-                       "unknown WKV backend 'tpu'")
     # argparse's own usage errors: exit 2; its message is the last line (after the usage line)
     for argv in ([], ["frobnicate"], ["generate", "hi"], ["generate", "--model", "x", "hi", "--top-k", "many"]):
-        code, _, err = run(capsys, *argv)
-        assert code == 2 and err.strip().splitlines()[-1].startswith("tinyrwkv"), err
+        code, out, err = run(capsys, *argv)
+        assert_usage_error(code, out, err, "tinyrwkv")                    # one line too
     assert run(capsys, "--help")[0] == 0
 
 

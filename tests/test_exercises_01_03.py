@@ -4,10 +4,12 @@
 meets wrong answers a learner could write (a forgotten bias, the wrong gate order, an off-by-one
 state), and must fail with a message that points at the mistake.
 """
+import itertools
+
 import numpy as np
 import pytest
 
-from exercise_checks import fails_with, load_solutions
+from exercise_checks import fails_with, load_solutions, own_copy
 from tinyrwkv.exercises import check
 
 
@@ -143,8 +145,6 @@ def lstm_cell_with(order="ifgo", tanh_on_c=True, use_i=True, use_f=True, biases=
 
 
 @pytest.mark.parametrize("mistake,hint", [
-    (lstm_cell_with(order="ifog"), "torch's order i, f, g, o"),
-    (lstm_cell_with(order="figo"), "torch's order i, f, g, o"),
     (lstm_cell_with(tanh_on_c=False), "o * tanh(c)"),
     (lstm_cell_with(use_i=False), "input gate"),
     (lstm_cell_with(use_f=False), "forget gate"),
@@ -153,6 +153,16 @@ def lstm_cell_with(order="ifgo", tanh_on_c=True, use_i=True, use_f=True, biases=
 ])
 def test_lstm_cell_catches(mistake, hint):
     fails_with(check.lstm_cell, mistake, hint)
+
+
+WRONG_LSTM_ORDERS = ["".join(p) for p in itertools.permutations("ifgo") if "".join(p) != "ifgo"]
+
+
+@pytest.mark.parametrize("order", WRONG_LSTM_ORDERS)
+def test_lstm_cell_names_every_one_of_the_23_wrong_gate_orders(order):
+    assert len(WRONG_LSTM_ORDERS) == 23
+    fails_with(check.lstm_cell, lstm_cell_with(order=order), f"read the four blocks of rows as {', '.join(order)};",
+               "torch stacks them i, f, g, o")
 
 
 @pytest.mark.parametrize("mistake,hint", [
@@ -184,8 +194,9 @@ S03 = load_solutions("03")
 
 
 def gru_cell_with(**mistake):
-    from tinyrwkv.exercises.lesson03_gru import _gru_variant
+    from tinyrwkv.exercises import lesson03_gru
 
+    _gru_variant = own_copy(lesson03_gru._gru_variant)
     return lambda x, h_prev, w_ih, w_hh, b_ih, b_hh: _gru_variant(x, h_prev, w_ih, w_hh, b_ih, b_hh, **mistake)
 
 
@@ -230,7 +241,7 @@ def biases_on_block(block, value):
 
 @pytest.mark.parametrize("mistake,hint", [
     (biases_on_block(0, 30.0), "second block"),          # pinned the reset gate instead
-    (biases_on_block(1, -30.0), "second block"),         # z = 0: h becomes the candidate
+    (biases_on_block(1, -30.0), "replaces the state"),   # z = 0: h becomes the candidate
     (biases_on_block(1, 4.0), "larger bias"),            # z about 0.98: the state still leaks away
     (biases_on_block(2, 30.0), "second block"),
     (lambda H: (np.zeros(H), np.zeros(H)), "b_ih should have shape (24,)"),

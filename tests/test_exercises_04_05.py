@@ -163,7 +163,7 @@ def test_kv_cache_step_catches_mistakes():
         y, ck, cv = step()(q, k, v, cache_k, cache_v)
         return y, np.concatenate([k[None], cache_k]), np.concatenate([v[None], cache_v])
 
-    fails_with(check.kv_cache_step, reversed_cache, "in order")
+    fails_with(check.kv_cache_step, reversed_cache, "in order", "at the END of the cache")
 
 
 def test_split_heads_catches_mistakes():

@@ -8,6 +8,7 @@ import pytest
 from factories import random_internal_params, tiny_config
 
 from tinyrwkv import loading
+from tinyrwkv.errors import CheckpointError
 from tinyrwkv.checkpoints.naming import to_file_layout
 from tinyrwkv.tokenizer import SHIPPED_MODELS, CharTokenizer
 
@@ -74,7 +75,7 @@ def test_env_variable_wins_and_a_bad_one_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv(loading.MODEL_ENV, str(folder))
     assert loading.find_local_model(REPO, cache_dir=tmp_path / "empty") == folder
     monkeypatch.setenv(loading.MODEL_ENV, str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match="TINYRWKV_MODEL=.*nowhere"):
+    with pytest.raises(CheckpointError, match="TINYRWKV_MODEL=.*nowhere"):
         loading.find_local_model(REPO)
 
 

@@ -3,6 +3,7 @@ where it must be (greedy, seeds, batches), stops where asked and streams only st
 import numpy as np
 import pytest
 
+from tinyrwkv.errors import ParameterError
 from tinyrwkv.generation import (TextStream, apply_penalties, check_sampling, generate, next_token, sample_token,
                                  top_k_filter, top_p_filter)
 from tinyrwkv.models.rwkv import RWKV, RWKVConfig
@@ -80,24 +81,46 @@ def test_temperature_zero_top_k_one_and_tiny_top_p_are_greedy():
     assert next_token(logits, [best], rng, temperature=0, presence_penalty=100.0) != best
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(temperature=-0.1), "temperature must be >= 0"),
-    (dict(top_p=0.0), "top_p must be in \\(0, 1\\], got 0.0"),
-    (dict(top_p=1.5), "top_p must be in"),
-    (dict(top_k=-1), r"top_k must be an integer >= 0 \(0 means no limit\), got -1"),
-    (dict(max_new_tokens=-3), "max_new_tokens must be an integer >= 0, got -3"),
-    (dict(repetition_penalty=0.0), "repetition_penalty must be > 0"),
-    (dict(presence_penalty=float("nan")), "presence_penalty must be a finite number"),
-])
-def test_bad_parameters_are_named(model, tok, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        check_sampling(**kwargs)
-    with pytest.raises(ValueError, match=message):
-        generate(model, tok, "hello", **kwargs)
+BAD_PARAMETERS = {   # name -> bad values: out of range, non-finite, and of the wrong type
+    "max_new_tokens": [-3, 1.5, 2.0, "3", True, None, np.float64(4)],
+    "temperature": [-0.1, float("nan"), float("inf"), -float("inf"), "0.7", True, None, [1.0]],
+    "top_p": [0.0, -0.5, 1.5, float("nan"), float("inf"), "0.9", True, None],
+    "top_k": [-1, 2.5, 3.0, "5", True, None],
+    "repetition_penalty": [0.0, -1.0, float("nan"), float("inf"), "1.2", False, None],
+    "presence_penalty": [float("nan"), float("inf"), -float("inf"), "0.5", True, None],
+    "seed": [-1, 2 ** 64, 2 ** 70, 1.5, 3.0, "3", True, np.bool_(False), [1]],
+    "stop": [3, [""], "", ["ok", 3], [None], {"a": 1}, b"x"],
+}
+RULES = {"max_new_tokens": "an integer >= 0", "temperature": "a finite number >= 0",
+         "top_p": "a number in \\(0, 1\\]", "top_k": "an integer >= 0",
+         "repetition_penalty": "a finite number > 0", "presence_penalty": "a finite number",
+         "seed": "an integer in \\[0, 2\\*\\*64\\)", "stop": "a non-empty string or a list"}
+
+
+@pytest.mark.parametrize("name, value", [(n, v) for n, values in BAD_PARAMETERS.items() for v in values],
+                         ids=lambda x: repr(x)[:20])
+def test_every_bad_value_and_type_is_named(model, tok, name, value):
+    message = f"^{name} must be {RULES[name]}"
+    with pytest.raises(ParameterError, match=message):
+        check_sampling(**{name: value})
+    with pytest.raises(ParameterError, match=message):
+        generate(model, tok, "hello", **{"max_new_tokens": 2, name: value})
+
+
+def test_good_parameters_of_every_numeric_type_pass():
+    check_sampling(np.int64(3), np.float32(0.5), 1, np.int32(2), 2, -1, np.uint64(2 ** 64 - 1), ["a", "b"])
+    check_sampling(0, 0, 1e-9, 0, 1e-300, 1e300, 0, ("\n",))
 
 
 def test_bad_prompts(model, tok):
-    with pytest.raises(ValueError, match="prompt is empty"):
+    for prompt, message in ((None, "prompt must be a str or a list of str, got NoneType"),
+                            (3, "prompt must be a str or a list of str, got int"),
+                            (["a", 3], r"prompt\[1\] must be a str, got int"), (b"hi", "prompt must be a str")):
+        with pytest.raises(ParameterError, match=message):
+            generate(model, tok, prompt)
+    with pytest.raises(ParameterError, match="stream must be"):
+        generate(model, tok, "a", stream="yes")
+    with pytest.raises(ParameterError, match="prompt is empty"):
         generate(model, tok, "")
     with pytest.raises(ValueError, match=r"prompt\[1\] is empty"):
         generate(model, tok, ["a", ""])

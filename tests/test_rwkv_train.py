@@ -241,7 +241,7 @@ def test_bad_input_is_named():
     model = RWKVLanguageModel(config, backend="numpy")
     with pytest.raises(ValueError, match=r"ids.*\[0, 11\)"):
         model.forward(np.array([[1, 11]]))
-    with pytest.raises(ValueError, match=r"ids \(B, T\)"):
+    with pytest.raises(ValueError, match=r"ids must be \(B, T\)"):
         model.forward(np.array([1, 2]))
     bad = init_rwkv4_params(config)
     bad["blocks.1.att.key.weight"] = np.zeros((8, 9), np.float32)

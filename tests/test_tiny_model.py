@@ -10,6 +10,7 @@ import pytest
 
 import tinyrwkv
 from tinyrwkv.data.corpus import load_corpus
+from tinyrwkv import recipes
 from tinyrwkv.experiments import training_curves
 from tinyrwkv.tokenizer import SHIPPED_MODELS, Tokenizer
 
@@ -108,9 +109,9 @@ def test_saved_curves_draw(tmp_path):
 
 
 def test_compared_models_have_equal_size_and_the_schedule_warms_up_then_decays():
-    models = training_curves.build_models(61)
+    models = recipes.build_models(61)
     counts = {label: m.num_parameters() for label, m in models.items()}
     assert max(counts.values()) - min(counts.values()) < 0.001 * counts["RWKV-4"], counts
-    sched = training_curves.WarmupCosine(models["LSTM"].parameters(), peak_lr=1e-3, total=100, warmup=10)
+    sched = recipes.WarmupCosine(models["LSTM"].parameters(), peak_lr=1e-3, total=100, warmup=10)
     assert sched.lr_at(0) == pytest.approx(1e-4) and sched.lr_at(9) == pytest.approx(1e-3)
     assert sched.lr_at(55) == pytest.approx(0.55e-3) and sched.lr_at(100) == pytest.approx(1e-4)

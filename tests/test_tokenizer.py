@@ -78,5 +78,7 @@ def test_repo_id_offline_is_a_clear_error(monkeypatch, tmp_path):
     def offline(*args, **kwargs):          # what hf_hub_download raises offline with nothing cached
         raise LocalEntryNotFoundError("cannot find the requested files in the disk cache")
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    from tinyrwkv.checkpoints import hub
+    monkeypatch.setattr(hub, "hub_unreachable", lambda: None)      # the probe passes, the download fails
     with pytest.raises(TokenizerError, match="could not get tokenizer.json of 'nobody/nothing-here'.*Offline"):
         load_tokenizer("nobody/nothing-here", cache_dir=tmp_path)

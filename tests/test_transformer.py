@@ -4,6 +4,7 @@ import pytest
 from translation_checks import beam1_is_greedy_and_beam4_no_worse, perturb, train_on_dates
 
 from tinyrwkv.data.translation import BOS, EOS, PAD, DateTask
+from tinyrwkv.errors import ParameterError
 from tinyrwkv.models.transformer import GPT, DecoderLayer, EncoderLayer, Transformer, sinusoidal_positions
 from tinyrwkv.nn import functional as F
 from tinyrwkv.nn import gradcheck
@@ -206,7 +207,7 @@ def test_bad_inputs_name_the_expected_shape():
     gpt = GPT(10, dim=8, n_heads=2, n_layers=1, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"\(B, T\)"):
         gpt.forward(np.zeros(5, dtype=np.int64))
-    with pytest.raises(TypeError, match="integer"):
+    with pytest.raises(ParameterError, match="integer"):
         gpt.forward(np.zeros((1, 5)))
     with pytest.raises(ValueError, match=r"\[0, 10\)"):
         gpt.forward(np.full((1, 5), 10))

@@ -96,3 +96,21 @@ def test_every_backend_agrees_on_a_tiny_case(name):
         assert np.allclose(a, b, atol=1e-12)
     y2, _ = backend.wkv_step(w, u, k[:, 0], v[:, 0], s1)
     assert np.allclose(y2, wkv_numpy.wkv_step(w, u, k[:, 0], v[:, 0], s0)[0], atol=1e-12)
+
+
+@pytest.mark.parametrize("version, family", [(4, "wkv"), (5, "wkv6"), (6, "wkv6"), (7, "wkv7")])
+def test_get_wkv_picks_the_version_family(version, family):
+    for name in ("numpy", "numba"):
+        assert get_wkv(name, version=version).__name__ == f"tinyrwkv.kernels.{family}_{name}"
+    assert get_wkv("auto", version=version).__name__.startswith(f"tinyrwkv.kernels.{family}_")
+    with pytest.raises(ValueError, match="no WKV kernels for RWKV version 8; choose one of 4, 5, 6, 7"):
+        get_wkv("numpy", version=8)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_wkv6_and_wkv7_backend_has_the_contract(name):
+    v6, v7 = get_wkv(name, version=6), get_wkv(name, version=7)
+    for fn in ("forward", "step"):
+        assert list(inspect.signature(getattr(v6, fn)).parameters)[:6] == ["r", "k", "v", "w", "u", "state"]
+        assert list(inspect.signature(getattr(v7, fn)).parameters)[:7] == ["r", "w", "k", "v", "a", "b", "state"]
+    assert list(inspect.signature(v7.backward).parameters)[:8] == ["r", "w", "k", "v", "a", "b", "gy", "state"]

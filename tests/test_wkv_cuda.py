@@ -120,10 +120,10 @@ LOWER_KERNELS = """
     dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=(9, 0))
     from numba import float32, float64, int64, types
     from numba.cuda.compiler import compile_cuda
-    from tinyrwkv.kernels import wkv_cuda as G
+    from tinyrwkv.kernels import wkv_cuda as G, wkv6_cuda as G6, wkv7_cuda as G7
 
     def signatures(f):
-        a1, a2, a3 = (types.Array(f, n, "C") for n in (1, 2, 3))
+        a1, a2, a3, a4, a5 = (types.Array(f, n, "C") for n in (1, 2, 3, 4, 5))
         return {
             "wkv_forward_v1": (a1, a1, a3, a3, a2, a2, a2, a3),
             "wkv_forward_v2": (a1, a1, a3, a3, a2, a2, a2, a3),
@@ -132,7 +132,16 @@ LOWER_KERNELS = """
             "chunk_output_kernel": (a1, a1, a3, a3, int64, a3, a3, a3, a3),
             "wkv_backward_v1": (a1, a1, a3, a3, a3, a3, a3, a3, a2, a2, a3, a3),
             "wkv_step_v1": (a1, a1, a2, a2, a2, a2, a2, a2),
+            # WKV-5/6 and WKV-7 (no exp inside: their decay arrives as a factor)
+            "wkv6_forward_v1": (a4, a4, a4, a4, a2, a4, a4),
+            "wkv6_forward_v2": (a4, a4, a4, a4, a2, a4, a4),
+            "wkv7_forward_v1": (a4,) * 6 + (a4, a4),
+            "wkv7_forward_v2": (a4,) * 6 + (a4, a4),
+            "wkv7_backward_v1": (a4,) * 7 + (a5,) + (a4,) * 6,
         }
+
+    def kernel(name):
+        return getattr(G7 if name.startswith("wkv7") else G6 if name.startswith("wkv6") else G, name)
 
     def llvm_ir(library):
         return [library.get_llvm_str()] + [s for lib in getattr(library, "_linking_libraries", ())
@@ -141,7 +150,7 @@ LOWER_KERNELS = """
     report = {}
     for f in (float32, float64):
         for name, sig in signatures(f).items():
-            ir = "\\n".join(llvm_ir(compile_cuda(getattr(G, name).py_func, types.void, sig, cc=(9, 0)).library))
+            ir = "\\n".join(llvm_ir(compile_cuda(kernel(name).py_func, types.void, sig, cc=(9, 0)).library))
             # float64 arithmetic or double-precision calls (constants folded by fptrunc do not count)
             doubles = [l for l in ir.splitlines()
                        if re.search(r"= (fadd|fsub|fmul|fdiv|fcmp \\w+|fpext|sitofp|uitofp) .*double|call double", l)]
@@ -158,11 +167,11 @@ def test_kernels_compile_for_the_real_cuda_target():
         pytest.skip(f"this Numba's CUDA compiler internals differ: {out.stderr.strip().splitlines()[-1]}")
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert len(report) == 14
+    assert len(report) == 24
     for key, r in report.items():
         if key.startswith("float32"):
             assert r["double_ops"] == 0, f"{key} does float64 arithmetic: a float64 constant crept in"
-            assert r["expf"], f"{key} does not call the float32 exp"
+            assert r["expf"] or ":wkv6_" in key or ":wkv7_" in key, f"{key} does not call the float32 exp"
         else:
             assert r["double_ops"] > 0, key           # the float64 build really is float64
 

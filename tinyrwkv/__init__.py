@@ -8,6 +8,7 @@ The front door (re-exports only)::
     print(tinyrwkv.generate(model, tok, "Hello my name is", max_new_tokens=10, temperature=0))
 
 Names are imported on first use (PEP 562), so ``import tinyrwkv`` stays fast and compiles nothing.
+``__version__`` below is the package's one version number (pyproject.toml reads it from here).
 """
 from __future__ import annotations
 
@@ -26,7 +27,12 @@ _EXPORTS = {
     "RWKVConfig": "tinyrwkv.models.rwkv",
     "RWKVState": "tinyrwkv.models.rwkv",
     "read_checkpoint": "tinyrwkv.checkpoints",
-    "CheckpointError": "tinyrwkv.checkpoints",
+    # the error types (tinyrwkv/errors.py): catch TinyRWKVError for anything a user can fix
+    "TinyRWKVError": "tinyrwkv.errors",
+    "CheckpointError": "tinyrwkv.errors",
+    "UnsafeCheckpointError": "tinyrwkv.errors",
+    "StateFileError": "tinyrwkv.errors",
+    "ParameterError": "tinyrwkv.errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 
+from .errors import ParameterError
+
 IMPLEMENTATIONS = ("tinyrwkv", "rwkv", "transformers")
 REAL_169M = dict(n_layer=12, n_embd=768, vocab_size=50277, ffn_dim=3072)
 TINY = dict(n_layer=2, n_embd=64, vocab_size=1000, ffn_dim=256)
@@ -155,7 +157,7 @@ def worker(name: str, path: str, prompt_length: int, decode_tokens: int, repeats
                 out = model(torch.tensor([[t]]), state=out.state, use_cache=True)
         version = transformers.__version__
     else:
-        raise ValueError(f"unknown implementation {name!r}; choose one of {IMPLEMENTATIONS}")
+        raise ParameterError(f"unknown implementation {name!r}; choose one of {IMPLEMENTATIONS}")
 
     t_prompt = _timeit(run_prompt, repeats)
     t_decode = _timeit(run_decode, repeats)
@@ -168,6 +170,11 @@ def _dist_version(dist):
         return version(dist)
     except Exception:
         return "?"
+
+
+# what to install for a missing peer (both need torch; the bench extra brings all three)
+INSTALL_HINT = {"rwkv": 'not installed: pip install -e ".[bench]"  (or: pip install torch rwkv)',
+                "transformers": 'not installed: pip install -e ".[bench]"  (or: pip install torch transformers)'}
 
 
 def _available(name: str) -> bool:
@@ -201,11 +208,11 @@ def run(args) -> dict:
     """Writes the checkpoints, runs every implementation ``rounds`` times in turn, keeps the best."""
     for name in ("decode_tokens", "prompt_length", "repeats", "rounds", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise ParameterError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     config = TINY if args.tiny else REAL_169M
     names = list(args.only) if args.only else (["tinyrwkv"] if args.no_peers else list(IMPLEMENTATIONS))
     names = [n for n in dict.fromkeys(names)]
-    skipped = {n: "not installed" for n in names if not _available(n)}
+    skipped = {n: INSTALL_HINT[n] for n in names if not _available(n)}
     names = [n for n in names if n not in skipped]
 
     with tempfile.TemporaryDirectory(prefix="tinyrwkv-bench-", dir=args.workdir) as tmp:

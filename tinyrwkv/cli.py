@@ -10,8 +10,10 @@ one (``compare``, ``figures`` ...), write ``add_arguments(parser)`` and ``run(ar
 call ``add_command`` (or add an entry) here; import heavy modules inside ``run``, so that
 ``tinyrwkv --help`` stays instant.
 
-Errors the user can fix (a missing file, a bad sampling parameter, an unreadable checkpoint)
-end with exit status 2 and one line on stderr, like argparse's own usage errors; no traceback.
+Errors the user can fix (a missing file, a bad sampling parameter, an unreadable checkpoint) are
+the package's own error types (``tinyrwkv.errors.TinyRWKVError``): they end with exit status 2 and
+one line on stderr, like argparse's own usage errors, before any other output. Any other exception
+is a bug in tinyrwkv and keeps its traceback. Every ``--help`` shows the defaults.
 """
 from __future__ import annotations
 
@@ -21,11 +23,32 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
+from .errors import ParameterError, TinyRWKVError
+
 EXIT_USAGE = 2
 
 
-class UsageError(Exception):
-    """Something the user can fix; main() prints it as one line and exits with status 2."""
+class UsageError(ParameterError):
+    """A bad command-line flag; main() prints it as one line and exits with status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with usage errors on ONE line (naming the flag), exit status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's help with "(default: X)" after every option whose help does not already say it
+    (None and False defaults are left out: the help says what leaving the option out means)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or not action.option_strings or action.default is None or action.default is False
+                or action.default is argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
 
 
 @dataclass
@@ -49,15 +72,20 @@ def add_command(name: str, help: str, add_arguments, run) -> None:
 def _generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", nargs="+", help="text to continue; several prompts run as one batch")
     p.add_argument("--model", required=True,
-                   help="Hugging Face repo id, a folder (config.json + weights), .safetensors, .bin or BlinkDL .pth")
-    p.add_argument("--tokenizer", help="tokenizer.json, a folder or a repo id (default: the model's folder or repo)")
-    p.add_argument("--max-new-tokens", type=int, default=100)
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0, help="0 = no limit")
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
-    p.add_argument("--presence-penalty", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=None)
+                   help="'tiny' (shipped), a folder (config.json + weights), .safetensors, .bin or BlinkDL .pth, "
+                        "or a Hugging Face repo id (owner/name; cached after `tinyrwkv download`)")
+    p.add_argument("--tokenizer", help="tokenizer.json, a folder or a repo id (default: beside the model)")
+    p.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate at most")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy; < 1 sharper, > 1 flatter")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: keep the most likely tokens up to "
+                                                            "this probability mass (1 = all)")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = no limit)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="divide positive / multiply negative logits of tokens already seen (1 = none)")
+    p.add_argument("--presence-penalty", type=float, default=0.0,
+                   help="subtract this from the logits of tokens already seen (0 = none)")
+    p.add_argument("--seed", type=int, default=None, help="random seed, an integer in [0, 2**64) "
+                                                          "(default: a fresh one each run)")
     p.add_argument("--stop", action="append", default=None, help="stop at this string (repeatable)")
     p.add_argument("--backend", default="auto", help="WKV kernels: auto, numba, numpy, cuda")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
@@ -68,46 +96,73 @@ def _generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-stream", action="store_true", help="print the text at the end instead of as it comes")
 
 
-def default_tokenizer_source(model_source: str) -> str:
-    """Where the tokenizer of ``model_source`` lives: its folder, the folder of its file, or its repo."""
+def default_tokenizer_source(model_source) -> str:
+    """Where the tokenizer of ``model_source`` (a local path) lives: its folder, or the folder of its file."""
     path = pathlib.Path(model_source).expanduser()
-    if path.is_dir():
-        return str(path)
-    if path.is_file():
-        return str(path.parent)
-    return model_source                    # a repo id: load_tokenizer downloads its tokenizer.json
+    return str(path if path.is_dir() else path.parent)
+
+
+SAMPLING_FLAGS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "presence_penalty",
+                  "seed", "stop")
+
+
+def _flag_error(e: Exception, names=SAMPLING_FLAGS) -> UsageError:
+    """"top_p must be ..." -> UsageError("--top-p must be ..."): the message in the flag's spelling."""
+    msg = str(e)
+    for name in names:
+        if msg.startswith(name + " "):
+            msg = "--" + name.replace("_", "-") + msg[len(name):]
+    return UsageError(msg)
+
+
+def check_backend(name: str) -> None:
+    """UsageError naming --backend when the WKV backend is unknown or unusable here (no GPU)."""
+    from .kernels import get_wkv
+    try:
+        get_wkv(name)
+    except (ValueError, RuntimeError) as e:        # unknown name; 'cuda' without a GPU
+        raise UsageError(f"--backend {name}: {' '.join(str(e).split())}") from None
 
 
 def _run_generate(args) -> int:
+    # 1. every flag, before any output or any file is read
     from .generation import check_sampling
     try:
-        check_sampling(args.max_new_tokens, args.temperature, args.top_p, args.top_k,
-                       args.repetition_penalty, args.presence_penalty)
-    except ValueError as e:            # "max_new_tokens must be ..." -> the option's spelling
-        msg = str(e)
-        for name in ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "presence_penalty"):
-            if msg.startswith(name):
-                msg = "--" + name.replace("_", "-") + msg[len(name):]
-        raise UsageError(msg) from None
+        check_sampling(args.max_new_tokens, args.temperature, args.top_p, args.top_k, args.repetition_penalty,
+                       args.presence_penalty, args.seed, args.stop)
+    except ParameterError as e:
+        raise _flag_error(e) from None
     if any(p == "" for p in args.prompt):
         raise UsageError("the prompt is empty: give some text to continue")
 
+    # 2. the model first (a missing path or an offline repo is said at once, naming every missing
+    #    piece), then the backend (imports Numba), its tokenizer, then the weights are read
+    from .checkpoints.hub import locate
+    from .tokenizer import resolve_shipped
+    model_path = locate(resolve_shipped(args.model), tokenizer_needed=not args.tokenizer)
+    check_backend(args.backend)
     from . import generation, loading, tokenizer
     if args.tokenizer:
         tok = tokenizer.load_tokenizer(args.tokenizer)
     else:
         try:
-            tok = tokenizer.load_tokenizer(default_tokenizer_source(args.model))
+            tok = tokenizer.load_tokenizer(default_tokenizer_source(model_path))
         except tokenizer.TokenizerError as e:
             raise UsageError(f"{e}; pass --tokenizer (e.g. a 20B_tokenizer.json)") from None
+<<<<<<< HEAD
     if args.device == "cuda":
         from .kernels import NO_GPU_MESSAGE, cuda_usable
         if not cuda_usable():
             raise UsageError("--device cuda: " + NO_GPU_MESSAGE)
     model = loading.load(args.model, backend=args.backend, device=args.device, dtype=args.dtype)
+=======
+    model = loading.load(model_path, backend=args.backend)
+>>>>>>> main
     if tok.vocab_size > model.config.vocab_size:
         raise UsageError(f"the tokenizer has {tok.vocab_size} ids but the model only {model.config.vocab_size}: "
                          f"wrong --tokenizer?")
+    for p in args.prompt:                     # a character the tokenizer cannot spell: before any output
+        tok.encode(p)
     sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                     top_k=args.top_k, repetition_penalty=args.repetition_penalty,
                     presence_penalty=args.presence_penalty, seed=args.seed, stop=args.stop)
@@ -129,13 +184,23 @@ def _run_generate(args) -> int:
 
 def _download_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("repo", help="Hugging Face repo id, e.g. RWKV/rwkv-4-169m-pile")
-    p.add_argument("--revision", default=None)
-    p.add_argument("--cache-dir", default=None, help="default: the Hugging Face cache (~/.cache/huggingface)")
+    p.add_argument("--revision", default=None, help="a branch, tag or commit (default: main)")
+    p.add_argument("--cache-dir", default=None, help="where to keep it (default: the Hugging Face cache, "
+                                                     "~/.cache/huggingface)")
 
 
 def _run_download(args) -> int:
-    from .checkpoints import download
-    folder = download(args.repo, revision=args.revision, cache_dir=args.cache_dir)
+    from .checkpoints import hub
+    hub.check_repo_id(args.repo)                  # a malformed id is said before any network access
+    why = hub.hub_unreachable()
+    if why:                                       # offline: the cached copy if there is one, at once
+        folder = hub.cached_snapshot(args.repo, args.revision, args.cache_dir)
+        if folder is None:
+            raise hub.CheckpointError(f"could not download {args.repo}: the Hugging Face Hub cannot be reached "
+                                      f"({why}) and it is not in the cache; run again with internet")
+        print("(offline: the cached copy)", file=sys.stderr)
+    else:
+        folder = hub.download(args.repo, revision=args.revision, cache_dir=args.cache_dir)
     print(folder)
     return 0
 
@@ -143,12 +208,14 @@ def _run_download(args) -> int:
 def _info_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="repo id, folder, .safetensors, .bin, .pth, or 'tiny' (the shipped model)")
     p.add_argument("--no-tensors", action="store_true", help="only the summary, not every tensor")
+    p.add_argument("--headers-only", action="store_true",
+                   help="read only the headers (default: also read every tensor once to count NaN/inf values)")
 
 
 def _run_info(args) -> int:
     from .checkpoints import describe, inspect_checkpoint
     from .tokenizer import resolve_shipped
-    info = inspect_checkpoint(resolve_shipped(args.source))
+    info = inspect_checkpoint(resolve_shipped(args.source), check_values=not args.headers_only)
     lines = describe(info)
     if args.no_tensors:
         lines = [line for line in lines if not line.startswith("  ")]
@@ -211,21 +278,37 @@ add_command("figures", "regenerate the figures the README and the lessons show (
             _figures_arguments, _run_figures)
 
 
+# --------------------------------------------------------------------------- grade
+
+
+def _grade_arguments(p: argparse.ArgumentParser) -> None:
+    from .grading import add_arguments
+    add_arguments(p)
+
+
+def _run_grade(args) -> int:
+    from .grading import GradingError, run_from_args
+    try:
+        return run_from_args(args)
+    except GradingError as e:
+        raise UsageError(str(e)) from None
+
+
+add_command("grade", "run students' notebooks in fresh kernels and write a grade table (CSV and Markdown)",
+            _grade_arguments, _run_grade)
+
+
 # --------------------------------------------------------------------------- main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinyrwkv", description="RWKV-4 in NumPy + Numba: run, inspect, measure.")
+    parser = ArgumentParser(prog="tinyrwkv", description="RWKV-4 in NumPy + Numba: run, inspect, measure.",
+                                     formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in COMMANDS.items():
-        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
+        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help,
+                                             formatter_class=HelpFormatter))
     return parser
-
-
-def _user_errors():
-    """The exception types that mean "fix your input", not "tinyrwkv has a bug"."""
-    from .checkpoints import CheckpointError
-    return (UsageError, CheckpointError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError)
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -237,7 +320,7 @@ def main(argv: Optional[list] = None) -> int:
         return int(e.code or 0)
     try:
         return int(COMMANDS[args.command].run(args) or 0)
-    except _user_errors() as e:
+    except TinyRWKVError as e:                   # "fix your input"; anything else is a bug: traceback
         msg = " ".join(str(e).split()) or type(e).__name__
         print(f"tinyrwkv {args.command}: error: {msg}", file=sys.stderr)
         return EXIT_USAGE

@@ -19,7 +19,7 @@ Every model reads the same token ids in serial mode, through its own ``step``: R
 and then each model continues the prompt greedily (its outputs, side by side).
 
 The peers are sized like the RWKV: with the tiny shipped RWKV (char-level, small_tales) they are
-the GPT and LSTM of ``tinyrwkv.experiments.training_curves`` (the same parameter count), briefly
+the GPT and LSTM of ``tinyrwkv.recipes`` (the same parameter count), briefly
 trained here on the same corpus (``train_steps``; the shipped RWKV trained far longer, so their
 outputs are worse for that reason too, as the table says). With any other RWKV checkpoint (e.g.
 the real 169M) the peers have its width, depth and vocabulary but random weights: their times
@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .errors import ParameterError
 
 PEERS = ("gpt", "lstm")
 PEER_LABELS = {"gpt": "GPT + KV cache", "lstm": "LSTM"}
@@ -132,9 +134,9 @@ def build_peers(rwkv, peers=PEERS, trainable: bool = False, train_steps: int = 2
                 progress: bool = False) -> dict:
     """name -> Stepper for each of ``peers`` ("gpt", "lstm"), sized like ``rwkv``.
 
-    ``trainable`` (the rwkv reads small_tales' char ids): the GPT and LSTM of training_curves, matched
+    ``trainable`` (the rwkv reads small_tales' char ids): the GPT and LSTM of ``recipes``, matched
     to the RWKV's parameter count, trained ``train_steps`` steps (batches of 8 x 64 chars, Adam with
-    the lr of training_curves.PEAK_LR). Otherwise: the same width, depth and vocabulary, random weights.
+    the lr of recipes.PEAK_LR). Otherwise: the same width, depth and vocabulary, random weights.
     """
     from .models.lstm import LSTMLanguageModel
     from .models.transformer import GPT
@@ -142,22 +144,22 @@ def build_peers(rwkv, peers=PEERS, trainable: bool = False, train_steps: int = 2
     c = rwkv.config
     unknown = sorted(set(peers) - set(PEERS))
     if unknown:
-        raise ValueError(f"unknown peer(s) {unknown}: choose from {list(PEERS)}")
+        raise ParameterError(f"unknown peer(s) {unknown}: choose from {list(PEERS)}")
     out = {}
     if trainable:
         from .data.corpus import load_corpus
-        from .experiments import training_curves as tc
+        from . import recipes
 
         corpus = load_corpus()
         target = rwkv.num_parameters()
-        models = {"gpt": lambda: tc.matched_gpt(c.vocab_size, target, dim=c.n_embd,
+        models = {"gpt": lambda: recipes.matched_gpt(c.vocab_size, target, dim=c.n_embd,
                                                 n_heads=4 if c.n_embd % 4 == 0 else 1, n_layers=c.n_layer, seed=seed),
-                  "lstm": lambda: tc.matched_lstm(c.vocab_size, target, seed=seed)}
-        lr = {"gpt": tc.PEAK_LR["GPT"], "lstm": tc.PEAK_LR["LSTM"]}
+                  "lstm": lambda: recipes.matched_lstm(c.vocab_size, target, seed=seed)}
+        lr = {"gpt": recipes.PEAK_LR["GPT"], "lstm": recipes.PEAK_LR["LSTM"]}
         for name in peers:
             model = models[name]()
             if train_steps:
-                curve = tc.train_with_curve(model, corpus, steps=train_steps, peak_lr=lr[name], batch_size=8,
+                curve = recipes.train_with_curve(model, corpus, steps=train_steps, peak_lr=lr[name], batch_size=8,
                                             seq_len=64, eval_every=train_steps, seed=seed, progress=progress)
                 note = f"trained {train_steps} steps here, val {curve['val'][-1][1]:.2f} nats/char"
             else:
@@ -305,15 +307,15 @@ def compare(model="tiny", prompt: str | None = None, peers=PEERS, length: int = 
     from .tokenizer import load_tokenizer
 
     if not isinstance(length, (int, np.integer)) or length < 2:
-        raise ValueError(f"length must be an integer >= 2, got {length!r}")
+        raise ParameterError(f"length must be an integer >= 2, got {length!r}")
     if not isinstance(new_tokens, (int, np.integer)) or new_tokens < 0:
-        raise ValueError(f"new_tokens must be an integer >= 0, got {new_tokens!r}")
+        raise ParameterError(f"new_tokens must be an integer >= 0, got {new_tokens!r}")
     if not isinstance(train_steps, (int, np.integer)) or train_steps < 0:
-        raise ValueError(f"train_steps must be an integer >= 0, got {train_steps!r}")
+        raise ParameterError(f"train_steps must be an integer >= 0, got {train_steps!r}")
     peers = list(peers)
     unknown = sorted(set(peers) - set(PEERS))
     if unknown:
-        raise ValueError(f"unknown peer(s) {unknown}: choose from {list(PEERS)}")
+        raise ParameterError(f"unknown peer(s) {unknown}: choose from {list(PEERS)}")
 
     rwkv_note = ""
     if isinstance(model, str):
@@ -323,14 +325,14 @@ def compare(model="tiny", prompt: str | None = None, peers=PEERS, length: int = 
         model = load(model, backend=backend, progress=progress)
     else:
         if tokenizer is None:
-            raise ValueError("compare: pass tokenizer= together with a loaded model")
+            raise ParameterError("compare: pass tokenizer= together with a loaded model")
         name = f"RWKV-4 {model.config.n_layer} x {model.config.n_embd}"
     tokenizer = load_tokenizer(tokenizer)
     tiny = is_tiny_char_model(model, tokenizer)
     if prompt is None:
         prompt = DEFAULT_PROMPTS["tiny" if tiny else "real"]
     if prompt == "":
-        raise ValueError("the prompt is empty: give some text to continue")
+        raise ParameterError("the prompt is empty: give some text to continue")
     prompt_ids = list(tokenizer.encode(prompt))
 
     steppers = {"RWKV-4": Stepper("RWKV-4", model, rwkv_note)}
@@ -370,29 +372,29 @@ def add_arguments(p) -> None:
     p.add_argument("--new-tokens", type=int, default=60, help="greedy continuation length (default 60)")
     p.add_argument("--train-steps", type=int, default=200,
                    help="training steps for the tiny model's peers (default 200, ~10 s each; 0 = untrained)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the peers' initialisation and training")
     p.add_argument("--backend", default="auto", help="WKV kernels: auto, numba, numpy, cuda")
     p.add_argument("--figure", default=None, help="also save the three-panel figure to this .png")
 
 
 def run_from_args(args) -> int:
-    """Runs ``compare`` from parsed arguments and prints the table; ValueError = a usage error (exit 2)."""
+    """Runs ``compare`` from parsed arguments and prints the table; ParameterError = a usage error (exit 2)."""
     import pathlib
 
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     if not peers:
-        raise ValueError("--peers is empty: give gpt, lstm or gpt,lstm")
+        raise ParameterError("--peers is empty: give gpt, lstm or gpt,lstm")
     unknown = sorted(set(peers) - set(PEERS))
     if unknown:
-        raise ValueError(f"--peers: unknown peer(s) {unknown}; choose from {', '.join(PEERS)}")
+        raise ParameterError(f"--peers: unknown peer(s) {unknown}; choose from {', '.join(PEERS)}")
     for option, value, low in (("--length", args.length, 2), ("--new-tokens", args.new_tokens, 0),
                                ("--train-steps", args.train_steps, 0)):
         if value < low:
-            raise ValueError(f"{option} must be >= {low}, got {value}")
+            raise ParameterError(f"{option} must be >= {low}, got {value}")
     if args.figure is not None:
         folder = pathlib.Path(args.figure).expanduser().resolve().parent
         if not folder.is_dir():
-            raise ValueError(f"--figure: folder {folder} does not exist")
+            raise ParameterError(f"--figure: folder {folder} does not exist")
     from .tokenizer import load_tokenizer
     tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
     result = compare(args.model, args.prompt, peers, args.length, args.new_tokens, args.train_steps,

@@ -18,6 +18,8 @@ import pkgutil
 import sys
 import time
 
+from .errors import ParameterError, TinyRWKVError
+
 
 
 def _discover() -> dict:
@@ -50,7 +52,7 @@ def make_all(outdir=None, fast=False, only=None) -> dict:
     outdir.mkdir(parents=True, exist_ok=True)
     unknown = sorted(set(only or ()) - set(FIGURES))
     if unknown:
-        raise ValueError(f"unknown figure set(s) {unknown}; choose from {sorted(FIGURES)}")
+        raise ParameterError(f"--only: unknown figure set(s) {unknown}; choose from {sorted(FIGURES)}")
     results = {}
     for name, module in FIGURES.items():
         if only and name not in only:
@@ -79,7 +81,7 @@ def run_from_args(args) -> int:
     """Runs the figure sets named by parsed arguments (shared by ``python -m`` and ``tinyrwkv figures``)."""
     try:
         results = make_all(args.out, args.fast, args.only)
-    except ValueError as e:
+    except TinyRWKVError as e:
         print(f"tinyrwkv figures: error: {e}", file=sys.stderr)
         return 2
     if args.json:

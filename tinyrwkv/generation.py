@@ -6,10 +6,14 @@ Choosing the next token from the logits (V,) is a short pipeline of small functi
 
     apply_penalties   repetition_penalty (divide positive / multiply negative logits of tokens
                       already seen) and presence_penalty (subtract a constant from them)
-    temperature       logits / T; T = 0 means greedy (argmax), T < 1 sharpens, T > 1 flattens
+    scale_by_temperature  (logits - max) / T; T = 0 means greedy (argmax), T < 1 sharpens, T > 1 flattens
     top_k_filter      keep the k largest logits (k = 0: keep all)
     top_p_filter      keep the smallest set of most likely tokens whose probability sums to >= p
-    sample_token      draw from softmax of what is left
+    sample_from       draw from softmax of what is left
+
+``token_distribution`` runs the whole pipeline and returns the probabilities (V,); ``next_token``
+draws from them. Everything after the model is float64 with the max subtracted before scaling,
+so any finite temperature > 0 (1e-40 or 1e30) and any valid penalty give a proper distribution.
 
 "Seen" means every token of the prompt and of the text generated so far (as in Hugging Face's
 ``repetition_penalty``). Each sequence of a batch draws from its own random generator, seeded
@@ -24,6 +28,10 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
+<<<<<<< HEAD
+=======
+from .errors import ParameterError
+>>>>>>> main
 from .nn import functional as F
 
 REPLACEMENT_CHAR = "\ufffd"      # what decoding shows for half a UTF-8 character
@@ -31,25 +39,51 @@ REPLACEMENT_CHAR = "\ufffd"      # what decoding shows for half a UTF-8 characte
 
 # --------------------------------------------------------------------------- checks
 
+SEED_LIMIT = 2 ** 64                     # seeds are unsigned 64-bit integers, as NumPy's generators take
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return _is_integer(value) or isinstance(value, (float, np.floating))
+
 
 def check_sampling(max_new_tokens=1, temperature=1.0, top_p=1.0, top_k=0,
-                   repetition_penalty=1.0, presence_penalty=0.0) -> None:
-    """Raises ValueError naming the first bad parameter and its value."""
-    def bad(name, value, rule):
-        raise ValueError(f"{name} must be {rule}, got {value!r}")
+                   repetition_penalty=1.0, presence_penalty=0.0, seed=None, stop=None) -> None:
+    """Raises ParameterError (a ValueError) naming the first bad parameter, its rule and its value.
 
-    if not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
+    Types are checked too: a bool, a string such as "3" or None is not a number; max_new_tokens,
+    top_k and seed must be integers (1.5 is not). The rules:
+        max_new_tokens  an integer >= 0            temperature     a finite number >= 0 (0 = greedy)
+        top_p           a number in (0, 1]         top_k           an integer >= 0 (0 = no limit)
+        repetition_penalty  a finite number > 0    presence_penalty  a finite number
+        seed            None or an integer in [0, 2**64)
+        stop            None, a non-empty string or a list of them
+    """
+    def bad(name, value, rule):
+        kind = "" if _is_real(value) else f" ({type(value).__name__})"
+        raise ParameterError(f"{name} must be {rule}, got {value!r:.60}{kind}")
+
+    if not _is_integer(max_new_tokens) or max_new_tokens < 0:
         bad("max_new_tokens", max_new_tokens, "an integer >= 0")
-    if not np.isfinite(temperature) or temperature < 0:
-        bad("temperature", temperature, ">= 0 (0 means greedy)")
-    if not (0 < top_p <= 1):
-        bad("top_p", top_p, "in (0, 1]")
-    if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 0:
+    if not _is_real(temperature) or not np.isfinite(temperature) or temperature < 0:
+        bad("temperature", temperature, "a finite number >= 0 (0 means greedy)")
+    if not _is_real(top_p) or not (0 < top_p <= 1):
+        bad("top_p", top_p, "a number in (0, 1]")
+    if not _is_integer(top_k) or top_k < 0:
         bad("top_k", top_k, "an integer >= 0 (0 means no limit)")
-    if not np.isfinite(repetition_penalty) or repetition_penalty <= 0:
-        bad("repetition_penalty", repetition_penalty, "> 0 (1 means none)")
-    if not np.isfinite(presence_penalty):
+    if not _is_real(repetition_penalty) or not np.isfinite(repetition_penalty) or repetition_penalty <= 0:
+        bad("repetition_penalty", repetition_penalty, "a finite number > 0 (1 means none)")
+    if not _is_real(presence_penalty) or not np.isfinite(presence_penalty):
         bad("presence_penalty", presence_penalty, "a finite number (0 means none)")
+    if seed is not None and (not _is_integer(seed) or not 0 <= seed < SEED_LIMIT):
+        bad("seed", seed, "an integer in [0, 2**64) (or None for a fresh one)")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, (list, tuple)) or not all(isinstance(x, str) and x for x in stops):
+            bad("stop", stop, "a non-empty string or a list of non-empty strings")
 
 
 # --------------------------------------------------------------------------- the sampling pipeline
@@ -60,19 +94,41 @@ def apply_penalties(logits, seen_ids, repetition_penalty=1.0, presence_penalty=0
 
     repetition_penalty p: logit / p where the logit is positive, logit * p where negative
     (so p > 1 always makes a seen token less likely). presence_penalty a: logit - a.
-    logits: (V,). Returns a new array; the input is not modified.
+    logits: (V,). Returns a new float64 array (an extreme penalty may give -inf, never NaN);
+    the input is not modified.
     """
-    logits = np.array(logits, dtype=np.float32)
+    logits = np.array(logits, dtype=np.float64)
     if repetition_penalty == 1.0 and presence_penalty == 0.0:
         return logits
     ids = np.unique(np.fromiter(seen_ids, dtype=np.int64))
     if ids.size == 0:
         return logits
     picked = logits[ids]
-    if repetition_penalty != 1.0:
-        picked = np.where(picked > 0, picked / repetition_penalty, picked * repetition_penalty)
-    logits[ids] = picked - presence_penalty
+    with np.errstate(over="ignore", under="ignore"):          # overflow to -inf is the right limit
+        if repetition_penalty != 1.0:
+            picked = np.where(picked > 0, picked / repetition_penalty, picked * repetition_penalty)
+        logits[ids] = picked - presence_penalty
     return logits
+
+
+def scale_by_temperature(logits, temperature: float):
+    """(logits - max) / T in float64: 0 for the most likely token, <= 0 (or -inf) for the others.
+
+    Subtracting the max first means nothing overflows however small T is (1e-40 gives a gap of
+    -inf, i.e. greedy) and a huge T (1e30) flattens towards uniform. Two limits are kept exact:
+    +inf logits share all the probability (the rest -> -inf); if every logit is -inf, all are
+    equally likely (0). logits: (V,), no NaN. Returns (V,) float64.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    top = x.max()
+    if top == np.inf:
+        return np.where(x == np.inf, 0.0, -np.inf)
+    if top == -np.inf:
+        return np.zeros_like(x)
+    with np.errstate(over="ignore", under="ignore"):
+        # halves first: x - top itself may overflow (1e308 - -1e308) although (x - top) / T is
+        # small for a large T; scaling by 2 is exact, so otherwise this is (x - top) / T to the bit
+        return (0.5 * x - 0.5 * top) / temperature * 2.0
 
 
 def top_k_filter(logits, k: int):
@@ -83,37 +139,69 @@ def top_k_filter(logits, k: int):
     return np.where(logits >= kth_largest, logits, -np.inf)
 
 
+def _nucleus(probs, p: float):
+    """Boolean mask of the most likely tokens whose probability first reaches ``p`` (the token that
+    crosses p is kept; the most likely token always is). probs: (V,) summing to 1."""
+    order = np.argsort(-probs, kind="stable")                        # most likely first
+    before = np.cumsum(probs[order]) - probs[order]                  # mass of the tokens ahead of each
+    keep = np.zeros(probs.shape, bool)
+    keep[order[before < p]] = True                                   # always contains order[0]
+    return keep
+
+
 def top_p_filter(logits, p: float):
     """Nucleus filtering: keeps the most likely tokens until their probability reaches ``p``
     (the token that crosses p is kept; the most likely token always is), the rest -> -inf."""
     if p >= 1.0:
         return logits
-    probs = F.softmax(logits.astype(np.float64))
-    order = np.argsort(-probs, kind="stable")                        # most likely first
-    before = np.cumsum(probs[order]) - probs[order]                  # mass of the tokens ahead of each
-    keep = order[before < p]                                         # always contains order[0]
-    out = np.full_like(logits, -np.inf)
-    out[keep] = logits[keep]
-    return out
+    keep = _nucleus(F.softmax(scale_by_temperature(logits, 1.0)), p)
+    return np.where(keep, logits, -np.inf)
+
+
+def token_distribution(logits, seen_ids=(), temperature=1.0, top_p=1.0, top_k=0,
+                       repetition_penalty=1.0, presence_penalty=0.0):
+    """The probability of every next token, (V,) float64, after the whole pipeline: penalties,
+    temperature (0: all mass on the argmax), top-k, top-p. Always a proper distribution: finite,
+    >= 0, summing to 1, whatever the (valid) parameters and however large or -inf the logits.
+    NaN logits raise ParameterError (a broken model, not a distribution)."""
+    x = apply_penalties(logits, seen_ids, repetition_penalty, presence_penalty)
+    if np.isnan(x).any():
+        raise ParameterError(f"logits contain NaN (at id {int(np.flatnonzero(np.isnan(x))[0])}): "
+                             f"the model's output is broken")
+    if temperature == 0:
+        probs = np.zeros_like(x)
+        probs[int(np.argmax(x))] = 1.0
+        return probs
+    z = top_k_filter(scale_by_temperature(x, temperature), top_k)    # max 0, so exp(z) <= 1
+    probs = np.exp(z)
+    probs /= probs.sum()                                             # the sum is >= 1: the max gives e^0
+    if top_p < 1.0:
+        probs = np.where(_nucleus(probs, top_p), probs, 0.0)
+        probs /= probs.sum()
+    return probs
+
+
+def sample_from(probs, rng: np.random.Generator) -> int:
+    """Draws one id from a distribution (V,) by inverse CDF with one uniform number (the same draw
+    for the same rng state, whatever V is). The id drawn always has probability > 0."""
+    cdf = np.cumsum(probs)
+    i = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+    return min(i, int(np.flatnonzero(probs)[-1]))                    # rounding can step past the end
 
 
 def sample_token(logits, rng: np.random.Generator) -> int:
     """Draws one id from softmax(logits) (float64, so tiny probabilities stay exact enough)."""
-    probs = F.softmax(logits.astype(np.float64))
-    # inverse CDF with one uniform number: the same draw for the same rng state, whatever V is
-    i = int(np.searchsorted(np.cumsum(probs), rng.random() * probs.sum(), side="right"))
-    return min(i, len(probs) - 1)
+    return sample_from(F.softmax(scale_by_temperature(logits, 1.0)), rng)
 
 
 def next_token(logits, seen_ids, rng, temperature=1.0, top_p=1.0, top_k=0,
                repetition_penalty=1.0, presence_penalty=0.0) -> int:
     """The whole pipeline for one sequence: penalties, then greedy or temperature/top-k/top-p sampling."""
-    logits = apply_penalties(logits, seen_ids, repetition_penalty, presence_penalty)
-    if temperature == 0:
-        return int(np.argmax(logits))
-    logits = top_k_filter(logits / np.float32(temperature), top_k)
-    logits = top_p_filter(logits, top_p)
-    return sample_token(logits, rng)
+    if temperature == 0:                     # greedy draws no random number
+        return int(np.argmax(token_distribution(logits, seen_ids, 0, top_p, top_k, repetition_penalty,
+                                                presence_penalty)))
+    return sample_from(token_distribution(logits, seen_ids, temperature, top_p, top_k, repetition_penalty,
+                                          presence_penalty), rng)
 
 
 # --------------------------------------------------------------------------- streaming text
@@ -178,6 +266,24 @@ def _stdout_writer(piece: str) -> None:
 # --------------------------------------------------------------------------- the generate loop
 
 
+def check_prompts(prompt) -> list:
+    """A prompt (str) or a batch of them (a non-empty list or tuple of str) -> list of str;
+    ParameterError naming the prompt that is empty or not a string."""
+    batched = not isinstance(prompt, str)
+    if batched and not isinstance(prompt, (list, tuple)):
+        raise ParameterError(f"prompt must be a str or a list of str, got {type(prompt).__name__}")
+    prompts = list(prompt) if batched else [prompt]
+    if not prompts:
+        raise ParameterError("prompt is an empty list: give at least one prompt")
+    for i, p in enumerate(prompts):
+        where = f"prompt[{i}]" if batched else "prompt"
+        if not isinstance(p, str):
+            raise ParameterError(f"{where} must be a str, got {type(p).__name__}")
+        if p == "":
+            raise ParameterError(f"{where} is empty: give some text to continue")
+    return prompts
+
+
 def generate(model, tokenizer, prompt: Union[str, Sequence[str]], max_new_tokens: int = 100,
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
              repetition_penalty: float = 1.0, presence_penalty: float = 0.0,
@@ -189,18 +295,13 @@ def generate(model, tokenizer, prompt: Union[str, Sequence[str]], max_new_tokens
         returns a list of strings). stream: True writes text to stdout as it appears, a callable
         receives each piece; one prompt only. See the module docstring for the sampling parameters.
     """
-    check_sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty, presence_penalty)
+    check_sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty, presence_penalty, seed, stop)
+    prompts = check_prompts(prompt)
     batched = not isinstance(prompt, str)
-    prompts = list(prompt) if batched else [prompt]
-    if not prompts:
-        raise ValueError("prompt is an empty list: give at least one prompt")
-    for i, p in enumerate(prompts):
-        if not isinstance(p, str):
-            raise ValueError(f"prompt[{i}] must be a str, got {type(p).__name__}")
-        if p == "":
-            raise ValueError(f"prompt{f'[{i}]' if batched else ''} is empty: give some text to continue")
+    if not (stream is None or isinstance(stream, bool) or callable(stream)):
+        raise ParameterError(f"stream must be True, False, None or a function of one str, got {type(stream).__name__}")
     if stream and len(prompts) > 1:
-        raise ValueError("stream works with one prompt; got a batch of " + str(len(prompts)))
+        raise ParameterError("stream works with one prompt; got a batch of " + str(len(prompts)))
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     write = _stdout_writer if stream is True else (stream or None)
 
@@ -210,12 +311,16 @@ def generate(model, tokenizer, prompt: Union[str, Sequence[str]], max_new_tokens
     for p in prompts:
         ids = tokenizer.encode(p)
         if not ids:
-            raise ValueError(f"prompt {p!r} encodes to no tokens")
+            raise ParameterError(f"prompt {p!r:.60} encodes to no tokens")
         logits, state = model.forward(ids, full_output=False)        # (V,), the state after the prompt
         seen.append(list(ids))
         first_logits.append(logits)
         states.append(state)
+<<<<<<< HEAD
     state = type(states[0]).stack(states)                            # RWKVState, or the device runner's
+=======
+    state = type(states[0]).stack(states)                          # the model's own state class
+>>>>>>> main
     logits = np.stack(first_logits)                                 # (B, V)
 
     # 2. Decode in RNN mode: B sequences, one token each per step.

@@ -21,21 +21,24 @@ import os
 import pathlib
 from typing import Iterable, Optional, Sequence
 
+from .errors import ParameterError, TinyRWKVError
+
 TOKENIZER_FILES = ("tokenizer.json", "20B_tokenizer.json", "char_tokenizer.json")
 # Models shipped inside the package, by short name: folders with config.json, model.safetensors and
 # tokenizer.json, so ``load(name)`` and ``load_tokenizer(name)`` work offline.
-SHIPPED_MODELS = {"tiny": pathlib.Path(__file__).resolve().parent / "data" / "tiny_rwkv"}
+SHIPPED_MODELS = {"tiny": pathlib.Path(__file__).resolve().parent / "data" / "tiny_rwkv",
+                  "tiny7": pathlib.Path(__file__).resolve().parent / "data" / "tiny_rwkv7"}
 EOT_TOKENS = ("<|endoftext|>", "</s>", "<eos>")
 
 
 def resolve_shipped(source):
-    """The folder of a shipped model when ``source`` names one ("tiny"), else ``source`` unchanged."""
+    """The folder of a shipped model when ``source`` names one ("tiny", "tiny7"), else ``source`` unchanged."""
     return SHIPPED_MODELS[source] if isinstance(source, str) and source in SHIPPED_MODELS else source
 
 CHAR_TOKENIZER_TYPE = "tinyrwkv.CharTokenizer"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(TinyRWKVError, ValueError):
     """A tokenizer cannot be loaded; the message names the path or repo."""
 
 
@@ -65,13 +68,13 @@ class Tokenizer:
     def encode(self, text: str) -> list:
         """text -> token ids (no special tokens added)."""
         if not isinstance(text, str):
-            raise TypeError(f"encode expects a str, got {type(text).__name__}")
+            raise ParameterError(f"encode expects a str, got {type(text).__name__}")
         try:
             return self.hf.encode(text, add_special_tokens=False).ids
         except Exception as e:     # e.g. a character-level vocabulary without the character
             missing = next((c for c in text if self.hf.token_to_id(c) is None), None)
             what = f": character {missing!r} is not in its vocabulary" if missing is not None else ""
-            raise ValueError(f"Tokenizer {self.source}: cannot encode the text{what} ({e})") from None
+            raise ParameterError(f"Tokenizer {self.source}: cannot encode the text{what} ({e})") from None
 
     def decode(self, ids: Iterable[int]) -> str:
         """token ids -> text. A prefix that ends inside a multi-byte character ends in U+FFFD."""
@@ -111,7 +114,7 @@ class CharTokenizer:
         try:
             return [self.index[c] for c in text]
         except KeyError as e:
-            raise ValueError(f"CharTokenizer.encode: character {e.args[0]!r} is not in the vocabulary "
+            raise ParameterError(f"CharTokenizer.encode: character {e.args[0]!r} is not in the vocabulary "
                              f"({self.vocab_size} characters)") from None
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -161,12 +164,19 @@ def _from_json_file(path: pathlib.Path):
 
 def load_tokenizer(source, *, revision: Optional[str] = None, cache_dir=None):
     """A Tokenizer (or CharTokenizer) from a tokenizer JSON file, a folder holding one, a
-    Hugging Face repo id (its tokenizer.json, downloaded through huggingface_hub and cached), or a
-    shipped model's name ("tiny": the char-level tokenizer of tinyrwkv/data/tiny_rwkv)."""
+    Hugging Face repo id (its tokenizer.json, downloaded through huggingface_hub and cached), a
+    shipped model's name ("tiny": the char-level tokenizer of tinyrwkv/data/tiny_rwkv), or "world"
+    (the RWKV World models' vocabulary, ``tokenizer_world.WorldTokenizer``; also an rwkv_vocab*.txt path)."""
     if isinstance(source, (Tokenizer, CharTokenizer)):
         return source
+    if isinstance(source, str) and source.lower() in ("world", "rwkv_vocab_v20230424"):
+        from .tokenizer_world import world_tokenizer      # the RWKV World models' greedy byte tokenizer
+        return world_tokenizer()
     source = resolve_shipped(source)
     path = pathlib.Path(os.fspath(source)).expanduser()
+    if path.is_file() and path.name.startswith("rwkv_vocab") and path.suffix == ".txt":
+        from .tokenizer_world import world_tokenizer
+        return world_tokenizer(path)
     if path.is_file():
         return _from_json_file(path)
     if path.is_dir():
@@ -175,6 +185,15 @@ def load_tokenizer(source, *, revision: Optional[str] = None, cache_dir=None):
                 return _from_json_file(path / name)
         raise TokenizerError(f"{path}: no tokenizer in this folder (looked for {', '.join(TOKENIZER_FILES)})")
     if _looks_like_repo_id(str(source)):
+        from .checkpoints import hub                                 # the cache first, then a short probe
+        file = hub.cached_file(str(source), "tokenizer.json", revision, cache_dir)   # no network
+        if file is not None:
+            return _from_json_file(file)
+        why = hub.hub_unreachable()                                  # say "offline" at once
+        if why:
+            raise TokenizerError(f"{source}: tokenizer.json is not downloaded and the Hugging Face Hub cannot be "
+                                 f"reached ({why}). Run once with internet: tinyrwkv download {source} ; or pass "
+                                 f"a local tokenizer.json")
         try:
             from huggingface_hub import hf_hub_download
             file = hf_hub_download(str(source), "tokenizer.json", revision=revision, cache_dir=cache_dir)

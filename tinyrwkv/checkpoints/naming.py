@@ -1,71 +1,35 @@
-"""One internal naming for RWKV-4 weights, the two names each tensor has in the wild, and the
-config read off the shapes.
+"""Which RWKV a file holds, the names its tensors have in the wild, and the config read off the shapes.
 
-The same RWKV-4 model is published two ways:
+The parameter tables themselves (internal name -> shape, how each tensor is stored) live in
+``tinyrwkv/layouts.py``, one per version, shared with the models. This module adds what only a
+*file* needs:
 
-* **BlinkDL** (the author's training code, ``RWKV-4-Pile-169M-20220807-8023.pth``): short names
-  such as ``blocks.3.att.time_mix_k``; the first LayerNorm (applied once to the embeddings) is
-  stored inside block 0 as ``blocks.0.ln0``.
-* **Hugging Face** (``RWKV/rwkv-4-169m-pile``, ``transformers``' ``RwkvForCausalLM``): everything
-  except the head lives under ``rwkv.``; ``att`` becomes ``attention``, ``ffn`` becomes
-  ``feed_forward``, ``time_mix_k`` becomes ``time_mix_key``, ``ln0`` becomes ``pre_ln``.
-
-Internally we use BlinkDL's short names, with ``ln0`` lifted out of block 0 (it is not part of
-the repeated block) and with every ``time_mix_*`` squeezed from the stored ``(1, 1, C)`` to ``(C,)``.
-The tables below are the whole mapping, in both directions; shapes use the letters
-
-    C = n_embd (hidden size)   F = ffn_dim (channel-mix hidden size, 4 C)   V = vocab_size
-
-Nothing is inferred from a config file: ``C`` and ``V`` come from ``emb.weight`` (V, C), ``F`` from
-``ffn.key.weight`` (F, C) and ``n_layer`` from the block numbers, so every RWKV-4 size loads.
+* **version detection** from names and shapes only, as the ``rwkv`` package does it:
+  RWKV-7 has ``att.r_k`` / ``att.w0``; RWKV-6 ``time_maa_w1``; RWKV-5.2 ``att.ln_x`` with
+  ``time_faaaa`` and a 2-D (H, N) ``time_decay``; RWKV-4 ``time_mix_k`` + ``time_first``.
+  Anything else (RWKV-5.0/5.1, an RWKV-7 in flash-linear-attention naming, Mamba, GPT-2 ...) gets
+  ONE short message saying what it looks like;
+* **naming detection**: BlinkDL (``emb.weight``, ``blocks.N....``) or Hugging Face (``rwkv.*``);
+* **the config from the shapes**: C and V from ``emb.weight`` (V, C), F from ``ffn.key.weight``,
+  n_layer from the block numbers, (H, N) from ``time_decay`` / ``time_faaaa`` / ``r_k``, and the
+  low-rank sizes from the LoRA matrices; nothing is read from a config file;
+* one check listing every missing key, unexpected key and wrong shape.
 """
 from __future__ import annotations
 
 import re
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
+import numpy as np
+
+from .. import layouts
 from .errors import CheckpointError
 
 NAMINGS = ("hf", "blinkdl")
 
-#  internal name     Hugging Face name              BlinkDL name            shape
-GLOBAL_TENSORS = [
-    ("emb.weight",    "rwkv.embeddings.weight",      "emb.weight",           ("V", "C")),
-    ("ln0.weight",    "rwkv.blocks.0.pre_ln.weight", "blocks.0.ln0.weight",  ("C",)),
-    ("ln0.bias",      "rwkv.blocks.0.pre_ln.bias",   "blocks.0.ln0.bias",    ("C",)),
-    ("ln_out.weight", "rwkv.ln_out.weight",          "ln_out.weight",        ("C",)),
-    ("ln_out.bias",   "rwkv.ln_out.bias",            "ln_out.bias",          ("C",)),
-    ("head.weight",   "head.weight",                 "head.weight",          ("V", "C")),
-]
-
-# Inside block i the three names get the prefixes "blocks.{i}.", "rwkv.blocks.{i}.", "blocks.{i}.".
-#  internal suffix          Hugging Face suffix                       BlinkDL suffix           shape
-BLOCK_TENSORS = [
-    ("ln1.weight",           "ln1.weight",                             "ln1.weight",            ("C",)),
-    ("ln1.bias",             "ln1.bias",                               "ln1.bias",              ("C",)),
-    ("ln2.weight",           "ln2.weight",                             "ln2.weight",            ("C",)),
-    ("ln2.bias",             "ln2.bias",                               "ln2.bias",              ("C",)),
-    ("att.time_decay",       "attention.time_decay",                   "att.time_decay",        ("C",)),
-    ("att.time_first",       "attention.time_first",                   "att.time_first",        ("C",)),
-    ("att.time_mix_k",       "attention.time_mix_key",                 "att.time_mix_k",        ("C",)),
-    ("att.time_mix_v",       "attention.time_mix_value",               "att.time_mix_v",        ("C",)),
-    ("att.time_mix_r",       "attention.time_mix_receptance",          "att.time_mix_r",        ("C",)),
-    ("att.key.weight",       "attention.key.weight",                   "att.key.weight",        ("C", "C")),
-    ("att.value.weight",     "attention.value.weight",                 "att.value.weight",      ("C", "C")),
-    ("att.receptance.weight", "attention.receptance.weight",           "att.receptance.weight", ("C", "C")),
-    ("att.output.weight",    "attention.output.weight",                "att.output.weight",     ("C", "C")),
-    ("ffn.time_mix_k",       "feed_forward.time_mix_key",              "ffn.time_mix_k",        ("C",)),
-    ("ffn.time_mix_r",       "feed_forward.time_mix_receptance",       "ffn.time_mix_r",        ("C",)),
-    ("ffn.key.weight",       "feed_forward.key.weight",                "ffn.key.weight",        ("F", "C")),
-    ("ffn.receptance.weight", "feed_forward.receptance.weight",        "ffn.receptance.weight", ("C", "C")),
-    ("ffn.value.weight",     "feed_forward.value.weight",              "ffn.value.weight",      ("C", "F")),
-]
-
-_BLOCK_PREFIX = {"internal": "blocks.{i}.", "hf": "rwkv.blocks.{i}.", "blinkdl": "blocks.{i}."}
-_BLOCK_NUMBER = {"hf": re.compile(r"^rwkv\.blocks\.(\d+)\."), "blinkdl": re.compile(r"^blocks\.(\d+)\.")}
-_COLUMN = {"hf": 1, "blinkdl": 2}
-
 Shape = Tuple[int, ...]
+
+_BLOCK_NUMBER = {"hf": "rwkv.blocks.", "blinkdl": "blocks.", "internal": "blocks."}
 
 
 def _check_naming(naming: str) -> None:
@@ -73,107 +37,200 @@ def _check_naming(naming: str) -> None:
         raise ValueError(f"unknown naming {naming!r}; choose one of {', '.join(NAMINGS)}")
 
 
-def _rows(n_layer: int):
-    """(internal, hf, blinkdl, shape) for every tensor, in state-dict order."""
-    top = {row[0]: row for row in GLOBAL_TENSORS}
-    yield top["emb.weight"]
-    yield top["ln0.weight"]
-    yield top["ln0.bias"]
-    for i in range(n_layer):
-        for internal, hf, blinkdl, shape in BLOCK_TENSORS:
-            yield (_BLOCK_PREFIX["internal"].format(i=i) + internal,
-                   _BLOCK_PREFIX["hf"].format(i=i) + hf,
-                   _BLOCK_PREFIX["blinkdl"].format(i=i) + blinkdl, shape)
-    yield top["ln_out.weight"]
-    yield top["ln_out.bias"]
-    yield top["head.weight"]
+def _as_config(config_or_n_layer) -> Mapping:
+    """A config dict; a bare int means the n_layer of an RWKV-4 (where only n_layer matters)."""
+    if isinstance(config_or_n_layer, Mapping):
+        return config_or_n_layer
+    return {"n_layer": int(config_or_n_layer), "n_embd": 1, "ffn_dim": 1, "vocab_size": 1}
 
 
-def internal_names(n_layer: int) -> List[str]:
-    """Every internal tensor name of an ``n_layer`` RWKV-4, in state-dict order."""
-    return [row[0] for row in _rows(n_layer)]
+def external_name(internal: str, naming: str) -> str:
+    _check_naming(naming)
+    return layouts.hf_name(internal) if naming == "hf" else layouts.blinkdl_name(internal)
 
 
-def name_table(n_layer: int, naming: str) -> Dict[str, str]:
+def internal_names(config_or_n_layer) -> List[str]:
+    """Every internal tensor name (an int: of an n_layer RWKV-4), in state-dict order."""
+    return [name for name, _ in layouts.rows(_as_config(config_or_n_layer))]
+
+
+def name_table(config_or_n_layer, naming: str) -> Dict[str, str]:
     """{internal name: name in the file} for ``naming`` "hf" or "blinkdl" (state-dict order)."""
     _check_naming(naming)
-    return {row[0]: row[_COLUMN[naming]] for row in _rows(n_layer)}
+    return {name: external_name(name, naming) for name in internal_names(config_or_n_layer)}
 
 
 def expected_shapes(config: Mapping) -> Dict[str, Shape]:
-    """{internal name: shape} for a config with n_layer, n_embd, vocab_size, ffn_dim."""
-    size = {"C": int(config["n_embd"]), "F": int(config["ffn_dim"]), "V": int(config["vocab_size"])}
-    return {row[0]: tuple(size[letter] for letter in row[3]) for row in _rows(int(config["n_layer"]))}
+    """{internal name: shape} for a config dict (n_layer, n_embd, vocab_size, ffn_dim, and for
+    v5-v7 version, head_size and the low-rank sizes); see ``tinyrwkv.layouts``."""
+    return layouts.param_shapes(config)
+
+
+def _row_of(internal: str, version) -> layouts.Row:
+    suffix = re.sub(r"^blocks\.\d+\.", "", internal)
+    for row in (layouts.TOP["head"] + layouts.TOP["tail"] if suffix == internal else layouts.BLOCK[version]):
+        if row.name == suffix:
+            return row
+    raise KeyError(f"{internal} is not a parameter of an RWKV-{version}")
 
 
 def is_time_mix(internal_name: str) -> bool:
     return ".time_mix_" in internal_name
 
 
-def file_shape(internal_name: str, shape: Shape) -> Shape:
-    """The shape a tensor is stored with: both formats keep time_mix_* as (1, 1, C), the
-    broadcastable shape of (B, T, C) activations; everything else is stored as used."""
-    return (1, 1) + tuple(shape) if is_time_mix(internal_name) else tuple(shape)
+def file_shape(internal_name: str, shape: Shape, version=4) -> Shape:
+    """The shape a tensor of the given (internal) shape is stored with: (1, 1, C) for the vectors
+    BlinkDL keeps broadcastable, the transpose for low-rank matrices, else as used."""
+    row = _row_of(internal_name, version)
+    if row.transposed:
+        return tuple(shape[::-1])
+    if row.stored:
+        return (1,) * (len(row.stored) - 1) + (int(np.prod(shape)),)
+    return tuple(shape)
 
 
 def to_file_layout(params: Mapping, naming: str) -> Dict[str, object]:
-    """Internal params -> {file name: array in its stored shape}, e.g. to write a checkpoint.
+    """Internal params -> {file name: array in its stored layout}, e.g. to write a checkpoint.
 
-    ``params`` is a dict of internal names (see ``internal_names``); arrays are reshaped, not copied."""
-    n_layer = count_layers(params, "internal")
-    table = name_table(n_layer, naming)
-    missing = [name for name in table if name not in params]
-    if missing:
-        raise KeyError(f"params lack {', '.join(missing)}")
-    return {table[name]: params[name].reshape(file_shape(name, params[name].shape)) for name in table}
+    The version is detected from the internal names; arrays are reshaped or transposed, not copied."""
+    version = detect_version({k: np.shape(v) for k, v in params.items()}, "params", names_only=True)
+    n_layer = layouts.count_layers(params)
+    config = {"version": version, "n_layer": n_layer, "n_embd": 1, "ffn_dim": 1, "vocab_size": 1}
+    out = {}
+    for name, row in layouts.rows(config):
+        if name not in params:
+            if row.optional:
+                continue
+            raise KeyError(f"params lack {name}")
+        array = params[name]
+        if row.transposed:
+            array = array.T
+        elif row.stored:
+            array = array.reshape((1,) * (len(row.stored) - 1) + (-1,))
+        out[external_name(name, naming)] = array
+    return out
+
+
+# --------------------------------------------------------------------------- what is this file?
+
+
+def _preview(names: Sequence[str]) -> str:
+    names = list(names)
+    return ", ".join(names[:8]) + (", ..." if len(names) > 8 else "") if names else "none"
+
+
+def _looks_like(names: Sequence[str]) -> str | None:
+    """What a file that is no supported RWKV looks like, from its names; None if unrecognised."""
+    joined = "\n".join(names)
+    if re.search(r"layers\.\d+\.attn\.(r_k|x_r|w0|k_k)", joined):
+        return ("an RWKV-7 in flash-linear-attention naming (the fla-hub '-hf' repos): not supported; "
+                "use BlinkDL's .pth release (e.g. BlinkDL/rwkv-7-pile)")
+    if re.search(r"mixer\.(A_log|in_proj|dt_proj|conv1d)", joined):
+        return "a Mamba model (mixer.A_log / mixer.in_proj): not an RWKV"
+    if re.search(r"(^|\.)h\.\d+\.attn\.c_attn", joined):
+        return "a GPT-2 model (h.N.attn.c_attn): not an RWKV"
+    if re.search(r"layers\.\d+\.self_attn\.(q_proj|query_key_value)", joined) or "gpt_neox." in joined:
+        return "a Transformer (self_attn.q_proj / gpt_neox): not an RWKV"
+    return None
+
+
+def detect_version(shapes: Mapping[str, Shape], where: str, *, names_only: bool = False):
+    """The RWKV version (4, 5.2, 6 or 7) of a file's tensors ``{name: shape}``, from names and shapes.
+
+    Raises one CheckpointError saying what the file looks like when it is no supported RWKV
+    (RWKV-5.0/5.1, an fla-naming RWKV-7, Mamba, GPT-2, ...)."""
+    names = list(shapes)
+    has = lambda part: any(part in n for n in names)  # noqa: E731
+    other = _looks_like(names)
+    if other:
+        raise CheckpointError(f"{where}: this looks like {other}")
+    if has("att.r_k") or has("attention.r_k") or any(n.endswith(("att.w0", "att.k_k")) for n in names):
+        return 7
+    if has("time_maa_w1") or has("time_maa_x"):
+        return 6
+    if has("ln_x"):
+        decay = [s for n, s in shapes.items() if n.endswith("time_decay")]
+        two_d = bool(decay) and all(len(s) == 2 and s[-1] > 1 for s in decay)
+        if has("time_faaaa") and (two_d or names_only):
+            return 5.2
+        kind = "5.1" if has("gate.weight") else "5.0"
+        raise CheckpointError(
+            f"{where}: this looks like an RWKV-{kind} (att.ln_x, but no time_faaaa with a (heads, head_size) "
+            f"time_decay): only RWKV-4, 5.2, 6 and 7 are supported")
+    if has("time_mix_k") or has("time_first") or has("time_mix_key"):
+        return 4
+    raise CheckpointError(
+        f"{where}: not an RWKV checkpoint: expected BlinkDL names (emb.weight, blocks.N.att....) or Hugging "
+        f"Face names (rwkv.embeddings.weight, rwkv.blocks.N....) of an RWKV-4/5.2/6/7; found {len(names)} "
+        f"keys: {_preview(names)}")
 
 
 def detect_naming(names: Iterable[str], where: str) -> str:
     """"hf" when the keys look like transformers' (``rwkv.*``), "blinkdl" for ``emb.weight`` / ``blocks.*``."""
     names = list(names)
+    other = _looks_like(names)
+    if other:
+        raise CheckpointError(f"{where}: this looks like {other}")
     if any(n.startswith("rwkv.") for n in names):
         return "hf"
     if any(n == "emb.weight" or n.startswith("blocks.") for n in names):
         return "blinkdl"
-    preview = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
     raise CheckpointError(
-        f"{where}: not an RWKV-4 checkpoint: expected Hugging Face names (rwkv.embeddings.weight, "
-        f"rwkv.blocks.N....) or BlinkDL names (emb.weight, blocks.N....); found {len(names)} keys: {preview or 'none'}")
+        f"{where}: not an RWKV checkpoint: expected Hugging Face names (rwkv.embeddings.weight, "
+        f"rwkv.blocks.N....) or BlinkDL names (emb.weight, blocks.N....); found {len(names)} keys: {_preview(names)}")
 
 
 def count_layers(names: Iterable[str], naming: str) -> int:
     """1 + the largest block number among ``names`` (0 when there are no blocks)."""
-    pattern = _BLOCK_NUMBER["blinkdl" if naming == "internal" else naming]
-    numbers = [int(m.group(1)) for m in map(pattern.match, names) if m]
-    return max(numbers) + 1 if numbers else 0
+    return layouts.count_layers(list(names), _BLOCK_NUMBER[naming])
 
 
 def infer_config(shapes: Mapping[str, Shape], naming: str, where: str,
-                 layer_norm_epsilon: float = 1e-5) -> dict:
-    """The model size read off the stored shapes ``{file name: shape}``.
-
-    vocab_size, n_embd from emb.weight (V, C) (or head.weight if the embedding is absent),
-    ffn_dim from ffn.key.weight (F, C) of the first block that has one (else 4 C),
-    n_layer from the block numbers."""
+                 layer_norm_epsilon: float = 1e-5, version=None) -> dict:
+    """The model read off the stored shapes ``{file name: shape}``: version, n_layer, n_embd,
+    vocab_size, ffn_dim, and for v5-v7 head_size, n_head and the low-rank sizes."""
+    if version is None:
+        version = detect_version(shapes, where)
     n_layer = count_layers(shapes, naming)
-    table = name_table(max(n_layer, 1), naming)
+    name = lambda internal: external_name(internal, naming)  # noqa: E731
     for source in ("emb.weight", "head.weight"):
-        shape = shapes.get(table[source])
+        shape = shapes.get(name(source))
         if shape is not None and len(shape) == 2:
             vocab_size, n_embd = (int(d) for d in shape)
             break
     else:
         raise CheckpointError(
-            f"{where}: cannot infer the model size: neither {table['emb.weight']} nor {table['head.weight']} "
+            f"{where}: cannot infer the model size: neither {name('emb.weight')} nor {name('head.weight')} "
             f"is a 2-D tensor in the file")
-    ffn_dim = 4 * n_embd
-    for i in range(n_layer):
-        shape = shapes.get(table.get(f"blocks.{i}.ffn.key.weight", ""))
-        if shape is not None and len(shape) == 2:
-            ffn_dim = int(shape[0])
-            break
-    return {"n_layer": n_layer, "n_embd": n_embd, "vocab_size": vocab_size, "ffn_dim": ffn_dim,
-            "layer_norm_epsilon": float(layer_norm_epsilon)}
+
+    def first(suffix, axis, ndim=2):
+        """shape[axis] of blocks.i.<suffix> for the first block that has it with ``ndim`` axes."""
+        for i in range(n_layer):
+            shape = shapes.get(name(f"blocks.{i}.{suffix}"))
+            if shape is not None and len(shape) == ndim:
+                return int(shape[axis])
+        return None
+
+    config = {"version": version, "n_layer": n_layer, "n_embd": n_embd, "vocab_size": vocab_size,
+              "ffn_dim": first("ffn.key.weight", 0) or 4 * n_embd,
+              "layer_norm_epsilon": float(layer_norm_epsilon)}
+    if version == 4:
+        return config
+    head_source = {5.2: "att.time_faaaa", 6: "att.time_faaaa", 7: "att.r_k"}[version]
+    heads = first(head_source, 0)
+    head_size = first(head_source, 1)
+    if not heads or not head_size or heads * head_size != n_embd:
+        raise CheckpointError(f"{where}: cannot read the heads off {name('blocks.0.' + head_source)} "
+                              f"(expected (n_head, head_size) with n_head * head_size = n_embd = {n_embd})")
+    config.update(head_size=head_size, n_head=heads)
+    stored_in = 1   # LoRA matrices are stored (in, out): the rank is the last axis of w1, the first of w2
+    if version == 6:
+        mix = first("att.time_maa_w1", stored_in)
+        config.update(mix_lora=(mix or 0) // 5, decay_lora=first("att.time_decay_w1", stored_in) or 0)
+    if version == 7:
+        config.update(decay_lora=first("att.w1", stored_in) or 0, a_lora=first("att.a1", stored_in) or 0,
+                      v_lora=first("att.v1", stored_in) or 0, gate_lora=first("att.g1", stored_in) or 0)
+    return config
 
 
 def _shape_fits(stored: Sequence[int], expected: Shape) -> bool:
@@ -184,34 +241,57 @@ def _shape_fits(stored: Sequence[int], expected: Shape) -> bool:
     return len(expected) == 1 and len(stored) > 1 and all(d == 1 for d in stored[:-1]) and stored[-1:] == expected
 
 
+def _expected_stored(config: Mapping) -> Dict[str, Tuple[Shape, bool]]:
+    """{internal: (stored shape, optional)} for a config."""
+    size = layouts.sizes(config)
+    return {name: (row.stored_shape(size), row.optional) for name, row in layouts.rows(config)}
+
+
 def find_problems(shapes: Mapping[str, Shape], naming: str, config: Mapping,
                   file_of: Mapping[str, str]) -> List[str]:
-    """Every way ``shapes`` ({file name: stored shape}) differs from an RWKV-4 of ``config``:
+    """Every way ``shapes`` ({file name: stored shape}) differs from an RWKV of ``config``:
     missing keys, unexpected keys and wrong shapes, one line each, naming the file."""
-    table = name_table(int(config["n_layer"]), naming)
-    expected = expected_shapes(config)
     problems = []
-    for internal, external in table.items():
+    expected = _expected_stored(config)
+    known = set()
+    for internal, (want, optional) in expected.items():
+        external = external_name(internal, naming)
+        known.add(external)
         if external not in shapes:
-            problems.append(f"missing {external}: expected shape {expected[internal]}")
-        elif not _shape_fits(shapes[external], expected[internal]):
+            if not optional:
+                problems.append(f"missing {external}: expected shape {want}")
+        elif not _shape_fits(shapes[external], want):
             problems.append(f"wrong shape {external} in {file_of.get(external, '?')}: "
-                            f"expected {expected[internal]}, got {tuple(shapes[external])}")
-    known = set(table.values())
+                            f"expected {want}, got {tuple(shapes[external])}")
     for external, shape in shapes.items():
         if external not in known:
             problems.append(f"unexpected {external} in {file_of.get(external, '?')}: shape {tuple(shape)}")
     return problems
 
 
+def describe_config(config: Mapping) -> str:
+    keys = ["n_layer", "n_embd", "vocab_size", "ffn_dim", "head_size"] + list(layouts.LORA_KEYS.values())
+    return ", ".join(f"{k}={config[k]}" for k in keys if config.get(k))
+
+
 def check_and_map(shapes: Mapping[str, Shape], naming: str, config: Mapping, file_of: Mapping[str, str],
                   where: str) -> Dict[str, str]:
-    """{internal name: file name} once every key and shape is right; else one CheckpointError
-    listing all the problems (missing, unexpected, wrong shape, each with its file)."""
+    """{internal name: file name} (the tensors present) once every key and shape is right; else one
+    CheckpointError listing all the problems (missing, unexpected, wrong shape, each with its file)."""
     problems = find_problems(shapes, naming, config, file_of)
+    version = layouts.version_of(config)
     if problems:
-        size = ", ".join(f"{k}={config[k]}" for k in ("n_layer", "n_embd", "vocab_size", "ffn_dim"))
         raise CheckpointError(
-            f"{where} is not a complete RWKV-4 checkpoint ({naming} naming; inferred {size}); "
-            f"{len(problems)} problem(s):\n  " + "\n  ".join(problems))
-    return name_table(int(config["n_layer"]), naming)
+            f"{where} is not a complete {layouts.NAMES[version]} checkpoint ({naming} naming; inferred "
+            f"{describe_config(config)}); {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    return {k: v for k, v in name_table(config, naming).items() if v in shapes}
+
+
+def to_internal(internal: str, array: np.ndarray, config: Mapping) -> np.ndarray:
+    """A tensor as read from the file (flat or stored shape) -> the model's shape and layout
+    (a reshape, or a transpose for the low-rank matrices, made contiguous)."""
+    row = _row_of(internal, layouts.version_of(config))
+    size = layouts.sizes(config)
+    if row.transposed:
+        return np.ascontiguousarray(array.reshape(row.stored_shape(size)).T)
+    return array.reshape(row.shape_of(size))      # (1, 1, C) -> (C,): a view, no copy

@@ -2,7 +2,7 @@
 
 The steps, each cheap until the last:
 
-1. resolve   repo id -> download; folder -> its weights file (safetensors preferred); file -> itself
+1. resolve   repo id -> the cache, else download (hub.fetch); folder -> its weights file (safetensors preferred); file -> itself
 2. list      read headers only (safetensors JSON header / torch data.pkl) -> {name: StoredTensor}
 3. map       detect the naming (Hugging Face or BlinkDL), infer the config from the shapes,
              check every key and shape against it (one error listing every problem)
@@ -12,29 +12,23 @@ Steps 1-3 are also all that ``inspect_checkpoint`` (``tinyrwkv info``) does.
 """
 from __future__ import annotations
 
-import json
+import math
 import pathlib
-import re
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .. import layouts
 from . import naming, safetensors_file, torch_zip
 from .errors import CheckpointError
-from .hub import download
-from .tensors import StoredTensor, read_float32
+from .hub import locate
+from .json_file import read_json_object
+from .tensors import StoredTensor, first_nonfinite, iter_float32_rows, read_float32
 
 # folder -> weights file, in order of preference (safetensors needs no pickle and no torch)
 PREFERRED_FILES = ("model.safetensors.index.json", "model.safetensors",
                    "pytorch_model.bin.index.json", "pytorch_model.bin")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".json")
-REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+$")
 DEFAULT_EPSILON = 1e-5
-
-
-def looks_like_repo_id(source: str) -> bool:
-    """"owner/name" without a file suffix, e.g. "RWKV/rwkv-4-169m-pile"."""
-    return bool(REPO_ID.match(source)) and not source.lower().endswith(WEIGHT_SUFFIXES)
 
 
 def weights_in_folder(folder: pathlib.Path) -> pathlib.Path:
@@ -57,13 +51,8 @@ def weights_in_folder(folder: pathlib.Path) -> pathlib.Path:
 
 def resolve(source, *, revision=None, cache_dir=None, progress=True) -> pathlib.Path:
     """The local weights file (or shard index) for a repo id, folder or file; downloads repo ids."""
-    path = pathlib.Path(source).expanduser()
-    if not path.exists():
-        if looks_like_repo_id(str(source)):
-            path = download(str(source), revision=revision, cache_dir=cache_dir, progress=progress)
-        else:
-            raise CheckpointError(f"{source}: no such file or folder (and not a Hugging Face repo id "
-                                  f"such as 'RWKV/rwkv-4-169m-pile')")
+    # an existing path as it is; a repo id from the cache or the Hub (offline said at once)
+    path = locate(source, revision, cache_dir, progress=progress)
     if path.is_dir():
         return weights_in_folder(path)
     return path
@@ -110,15 +99,45 @@ def list_stored_tensors(weights: pathlib.Path) -> Tuple[Dict[str, StoredTensor],
 
 
 def _layer_norm_epsilon(weights: pathlib.Path) -> float:
-    """layer_norm_epsilon from a config.json beside the weights (HF folders), else 1e-5."""
+    """layer_norm_epsilon from a config.json beside the weights (HF folders), else 1e-5: a finite
+    number in (0, 1) (not a bool, not a string), else a CheckpointError naming the file."""
     config_path = weights.parent / "config.json"
     if not config_path.is_file():
         return DEFAULT_EPSILON
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        return float(config.get("layer_norm_epsilon", DEFAULT_EPSILON))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{config_path}: unreadable config.json ({type(e).__name__}: {e})") from None
+    config = read_json_object(config_path, "config.json")
+    epsilon = config.get("layer_norm_epsilon", DEFAULT_EPSILON)
+    if type(epsilon) not in (int, float) or not (math.isfinite(epsilon) and 0 < epsilon < 1):
+        raise CheckpointError(f"{config_path}: layer_norm_epsilon must be a finite number in (0, 1), "
+                              f"got {str(epsilon)[:40]} ({type(epsilon).__name__})")
+    return float(epsilon)
+
+
+def _check_config(config: dict, where: str) -> dict:
+    """The inferred sizes must describe a model: every size a positive int."""
+    bad = [f"{k}={config[k]!r}" for k in ("n_layer", "n_embd", "vocab_size", "ffn_dim")
+           if type(config[k]) is not int or config[k] < 1]
+    if bad:
+        raise CheckpointError(f"{where}: the shapes in the file describe no model ({', '.join(bad)})")
+    return config
+
+
+def _stored_nonfinite(tensor: StoredTensor, f):
+    """first_nonfinite of a stored tensor, read again block by block (for values converted to a compact
+    form, whose NaN/inf would otherwise hide in words or scales); the index is in the stored shape."""
+    if len(tensor.shape) != 2:
+        return first_nonfinite(read_float32(tensor, f))
+    count, first = 0, None
+    for row, block in iter_float32_rows(tensor, f):
+        found = first_nonfinite(block)
+        if found:
+            count += found[0]
+            first = first or ((row + found[1][0], found[1][1]), found[2])
+    return (count, first[0], first[1]) if count else None
+
+
+def _nonfinite_message(name: str, found) -> str:
+    count, index, kind = found
+    return f"{name}: {count} non-finite value(s) (first at index {index}: {kind})"
 
 
 def _dtype_summary(tensors) -> str:
@@ -127,16 +146,26 @@ def _dtype_summary(tensors) -> str:
 
 
 def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
-                    progress: bool = True) -> Tuple[dict, Dict[str, np.ndarray]]:
-    """Reads an RWKV-4 checkpoint into (config, params).
+                    progress: bool = True, convert=None,
+                    allow_nonfinite: bool = False) -> Tuple[dict, Dict[str, np.ndarray]]:
+    """Reads an RWKV-4, -5.2, -6 or -7 checkpoint into (config, params); the version is detected.
 
     source: a Hugging Face repo id ("RWKV/rwkv-4-169m-pile"), an HF-style folder (config.json +
         model.safetensors | pytorch_model.bin | shards with an index), a .safetensors / .bin / .pth
         file (BlinkDL names or HF names; float32, float16 or bfloat16) or a shard index.
-    config: {"n_layer", "n_embd", "vocab_size", "ffn_dim", "layer_norm_epsilon", "source", "dtype"},
-        sizes inferred from the shapes; epsilon from config.json when present; dtype = stored dtype.
-    params: {internal name: float32 C-contiguous array}, names and shapes as in ``naming``
+    config: {"version", "n_layer", "n_embd", "vocab_size", "ffn_dim", "layer_norm_epsilon", "source", "dtype"}
+        (+ "head_size", "n_head" and the low-rank sizes for v5-v7), sizes inferred from the shapes;
+        epsilon from config.json when present; dtype = stored dtype.
+    params: {internal name: float32 C-contiguous array}, names and shapes as in ``tinyrwkv.layouts``
         (e.g. "blocks.3.att.time_mix_k" (C,), "blocks.3.ffn.key.weight" (F, C)).
+
+    convert: optional ``convert(internal_name, tensor: StoredTensor, f) -> value`` that reads each tensor
+        itself from the open file ``f`` (e.g. into a compact weight, block by block: see
+        ``tensors.iter_float32_rows`` / ``read_raw``); default ``read_float32``. Tensors are read one at
+        a time in file order, so memory peaks at the converted values plus one tensor's work space.
+
+    allow_nonfinite: a tensor holding NaN or infinity is refused (CheckpointError naming the tensor,
+        the count and the first index) unless this is True (to study a broken checkpoint).
 
     Raises CheckpointError (file, key and shape named) or UnsafeCheckpointError (malicious pickle)."""
     weights = resolve(source, revision=revision, cache_dir=cache_dir, progress=progress)
@@ -144,9 +173,9 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
     shapes = {name: t.shape for name, t in tensors.items()}
     file_of = {name: t.file.name for name, t in tensors.items()}
     file_naming = naming.detect_naming(shapes, str(weights))
-    config = naming.infer_config(shapes, file_naming, str(weights), _layer_norm_epsilon(weights))
+    config = _check_config(naming.infer_config(shapes, file_naming, str(weights), _layer_norm_epsilon(weights)),
+                           str(weights))
     table = naming.check_and_map(shapes, file_naming, config, file_of, str(weights))
-    expected = naming.expected_shapes(config)
     config["source"] = str(source)
     config["dtype"] = _dtype_summary(tensors[name] for name in table.values())
 
@@ -163,8 +192,19 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
                 tensor = tensors[table[internal]]
                 if tensor.file not in files:
                     files[tensor.file] = open(tensor.file, "rb", buffering=0)
-                array = read_float32(tensor, files[tensor.file])
-                params[internal] = array.reshape(expected[internal])   # (1, 1, C) -> (C,): a view, no copy
+                if convert is None:
+                    value = read_float32(tensor, files[tensor.file])
+                else:
+                    value = convert(internal, tensor, files[tensor.file])
+                if not allow_nonfinite:
+                    found = (first_nonfinite(value) if isinstance(value, np.ndarray)
+                             else _stored_nonfinite(tensor, files[tensor.file]))   # a compact weight: check the file
+                    if found:
+                        raise CheckpointError(f"{tensor.file}: {_nonfinite_message(tensor.name, found)}; "
+                                              f"pass allow_nonfinite=True to load it anyway")
+                if isinstance(value, np.ndarray):   # (1, 1, C) -> (C,), LoRA (in, out) -> (out, in)
+                    value = naming.to_internal(internal, value, config)
+                params[internal] = value            # (a compact weight is already (out, in))
                 bar.update(tensor.numel * tensor.itemsize)
     except OSError as e:
         raise CheckpointError(f"{weights}: read failed: {e}") from None
@@ -174,13 +214,18 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
     return config, {name: params[name] for name in table}   # state-dict order
 
 
-def inspect_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None) -> dict:
-    """Describes a checkpoint from its headers only (no tensor data is read).
+def inspect_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
+                       check_values: bool = False) -> dict:
+    """Describes a checkpoint from its headers only (no tensor data is read), unless ``check_values``:
+    then every tensor is also read once (one at a time) to count its NaN and infinite values.
 
     Returns {"source", "path", "format", "naming" ("hf" | "blinkdl" | None),
              "tensors": [{"name", "shape", "dtype", "file"}, ...] in file order,
              "parameter_count", "stored_bytes", "dtype" (stored; "mixed(...)" if several),
-             "config" (inferred, or None), "problems" (list of str: missing / unexpected / wrong shape)}."""
+             "version" (4, 5.2, 6, 7 or None), "config" (inferred, or None),
+             "problems" (list of str: missing / unexpected / wrong shape, or what the file looks like;
+             with check_values also "<name>: N non-finite value(s) (first at index ...: NaN)"),
+             "nonfinite" ({name: count} of the tensors holding any; None without check_values)}."""
     weights = resolve(source, revision=revision, cache_dir=cache_dir)
     tensors, fmt = list_stored_tensors(weights)
     shapes = {name: t.shape for name, t in tensors.items()}
@@ -192,14 +237,26 @@ def inspect_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None
         "parameter_count": int(sum(t.numel for t in tensors.values())),
         "stored_bytes": int(sum(t.numel * t.itemsize for t in tensors.values())),
         "dtype": _dtype_summary(tensors.values()) if tensors else None,
-        "config": None, "problems": [],
+        "version": None, "config": None, "problems": [], "nonfinite": None,
     }
     try:
         info["naming"] = naming.detect_naming(shapes, str(weights))
         info["config"] = naming.infer_config(shapes, info["naming"], str(weights), _layer_norm_epsilon(weights))
+        info["version"] = info["config"]["version"]
         info["problems"] = naming.find_problems(shapes, info["naming"], info["config"], file_of)
     except CheckpointError as e:
         info["problems"] = [str(e)]
+    if check_values:
+        info["nonfinite"] = {}
+        try:
+            for t in sorted(tensors.values(), key=lambda t: (str(t.file), t.offset)):
+                with open(t.file, "rb", buffering=0) as f:
+                    found = first_nonfinite(read_float32(t, f))
+                if found:
+                    info["nonfinite"][t.name] = found[0]
+                    info["problems"].append(_nonfinite_message(t.name, found))
+        except OSError as e:
+            raise CheckpointError(f"{weights}: read failed: {e}") from None
     return info
 
 
@@ -207,11 +264,17 @@ def describe(info: dict) -> List[str]:
     """Human-readable lines for an ``inspect_checkpoint`` result (what ``tinyrwkv info`` prints)."""
     lines = [f"source:     {info['source']}", f"file:       {info['path']} ({info['format']})",
              f"naming:     {info['naming'] or '?'}", f"dtype:      {info['dtype']}",
+             f"version:    {layouts.NAMES.get(info.get('version'), '?')}",
              f"parameters: {info['parameter_count']:,} ({info['stored_bytes'] / 2**20:.1f} MiB stored, "
              f"{info['parameter_count'] * 4 / 2**20:.1f} MiB as float32)"]
+    config = info["config"]
+    if config and config.get("head_size"):
+        lines.append(f"heads:      {config['n_head']} heads of size {config['head_size']}")
     if info["config"]:
         lines.append("config:     " + ", ".join(f"{k}={v}" for k, v in info["config"].items()))
     lines += [f"problem:    {p}" for p in info["problems"]]
     width = max((len(t["name"]) for t in info["tensors"]), default=0)
-    lines += [f"  {t['name']:<{width}}  {str(tuple(t['shape'])):<16} {t['dtype']}" for t in info["tensors"]]
+    nonfinite = info.get("nonfinite") or {}
+    lines += [f"  {t['name']:<{width}}  {str(tuple(t['shape'])):<16} {t['dtype']}"
+              + (f"  {nonfinite[t['name']]} non-finite" if t["name"] in nonfinite else "") for t in info["tensors"]]
     return lines

@@ -21,6 +21,7 @@ process, so peak RSS is the float32 result plus one chunk.
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 from typing import BinaryIO, Optional, Tuple
 
@@ -62,7 +63,7 @@ class StoredTensor:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(int(d) for d in self.shape)    # Python ints: np.prod wraps to 0 on overflow
 
     @property
     def itemsize(self) -> int:
@@ -149,3 +150,66 @@ def read_float32(tensor: StoredTensor, f: BinaryIO) -> np.ndarray:
         _read_exactly(f, memoryview(part).cast("B"), tensor)
         _convert_into(part, tensor.dtype, flat[start: start + part.size])
     return out
+
+
+def first_nonfinite(array: np.ndarray) -> Optional[Tuple[int, Tuple[int, ...], str]]:
+    """None when every value of the float ``array`` is finite, else (how many are NaN or +-inf,
+    the index of the first, "NaN" / "inf" / "-inf" for that one). Checks CHUNK_ELEMENTS at a time,
+    so the temporary boolean mask stays small (4 MB) however big the tensor."""
+    flat = array.reshape(-1)
+    for start in range(0, flat.size, CHUNK_ELEMENTS):
+        if not np.isfinite(flat[start: start + CHUNK_ELEMENTS]).all():
+            break
+    else:
+        return None
+    count = sum(chunk.size - int(np.count_nonzero(np.isfinite(chunk)))
+                for chunk in (flat[i: i + CHUNK_ELEMENTS] for i in range(start, flat.size, CHUNK_ELEMENTS)))
+    position = start + int(np.argmin(np.isfinite(flat[start: start + CHUNK_ELEMENTS])))
+    value = float(flat[position])
+    kind = "NaN" if value != value else ("inf" if value > 0 else "-inf")
+    return count, tuple(int(i) for i in np.unravel_index(position, array.shape)), kind
+
+
+def read_raw(tensor: StoredTensor, f: BinaryIO) -> np.ndarray:
+    """Reads a C-contiguous ``tensor`` as stored, without conversion: a new array of
+    RAW_DTYPES[tensor.dtype] (bfloat16 -> its uint16 bit patterns) and ``tensor.shape``."""
+    if tensor.dtype not in RAW_DTYPES:
+        raise CheckpointError(f"{tensor.file}: tensor {tensor.name!r} has dtype {tensor.dtype}, which tinyrwkv "
+                              f"cannot read")
+    if not tensor.is_contiguous:
+        raise CheckpointError(f"{tensor.file}: tensor {tensor.name!r} is stored as a strided view; "
+                              f"read_raw reads contiguous tensors only")
+    out = np.empty(tensor.shape, RAW_DTYPES[tensor.dtype])
+    f.seek(tensor.offset)
+    _read_exactly(f, memoryview(out.reshape(-1)).cast("B"), tensor)
+    return out
+
+
+def iter_float32_rows(tensor: StoredTensor, f: BinaryIO, max_elements: int = CHUNK_ELEMENTS):
+    """Yields (first row, float32 block (rows, cols)) covering a 2-d ``tensor`` in order, each block at
+    most ``max_elements`` (at least one row), so that a caller can convert a matrix to another form
+    holding only one float32 block at a time. The block array is reused: copy what you keep."""
+    if len(tensor.shape) != 2:
+        raise CheckpointError(f"{tensor.file}: tensor {tensor.name!r} has shape {tensor.shape}; "
+                              f"row blocks need a 2-d tensor")
+    n, k = tensor.shape
+    if not tensor.is_contiguous:                    # rare (a saved transposed view): read it whole
+        whole = read_float32(tensor, f)
+        rows = max(1, max_elements // max(k, 1))
+        for n0 in range(0, n, rows):
+            yield n0, whole[n0:n0 + rows]
+        return
+    if tensor.dtype not in RAW_DTYPES:
+        raise CheckpointError(f"{tensor.file}: tensor {tensor.name!r} has dtype {tensor.dtype}, which tinyrwkv "
+                              f"cannot read")
+    raw_dtype = RAW_DTYPES[tensor.dtype]
+    rows = max(1, min(n, max_elements // max(k, 1)))
+    block = np.empty((rows, k), np.float32)
+    raw = block if tensor.dtype == "float32" else np.empty((rows, k), raw_dtype)
+    f.seek(tensor.offset)
+    for n0 in range(0, n, rows):
+        m = min(rows, n - n0)
+        _read_exactly(f, memoryview(raw[:m].reshape(-1)).cast("B"), tensor)
+        if raw is not block:
+            _convert_into(raw[:m], tensor.dtype, block[:m])
+        yield n0, block[:m]

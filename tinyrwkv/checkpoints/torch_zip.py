@@ -33,16 +33,21 @@ from __future__ import annotations
 import _compat_pickle
 import collections
 import dataclasses
+import io
 import pathlib
 import pickle
 import struct
 import zipfile
 from typing import Dict, Tuple
 
+from . import pickle_scan
 from .errors import CheckpointError, UnsafeCheckpointError
 from .tensors import RAW_DTYPES, StoredTensor
 
 ZIP_MAGIC = b"PK\x03\x04"
+# A state dict's pickle takes ~150 bytes per tensor (the 169M model's: ~20 KB); scanning 8 MiB of
+# opcodes takes a few seconds, the worst a hostile file can cost us.
+MAX_PICKLE_BYTES = 8 * 2**20
 # A legacy torch file starts with the pickled "magic number" 0x1950a86a20f9469cfc6c (protocol 2, LONG1).
 LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
@@ -104,18 +109,33 @@ class _PickledTensor(_Sealed):
     strides: Tuple[int, ...]
 
 
+MAX_INDEX = 2 ** 48     # no size, stride, offset or element count of a real tensor comes near 2**48
+MAX_NDIM = 64
+
+
+def _short(value) -> str:
+    """A bounded description of a value from the pickle, for error messages."""
+    return repr(value)[:80] if isinstance(value, (str, int, float, type(None))) else type(value).__name__
+
+
+def _is_index(value) -> bool:
+    """A Python int (not a bool) in [0, 2**48]: a sane size, stride, offset or element count."""
+    return type(value) is int and 0 <= value <= MAX_INDEX
+
+
 def _int_tuple(value, what):
-    if not isinstance(value, tuple) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
-        raise pickle.UnpicklingError(f"{what} must be a tuple of ints, got {value!r:.80}")
+    if not isinstance(value, tuple) or len(value) > MAX_NDIM or not all(_is_index(d) for d in value):
+        raise pickle.UnpicklingError(f"{what} must be a tuple of at most {MAX_NDIM} ints in [0, 2**48], "
+                                     f"got {value!r:.80}" if isinstance(value, tuple) else f"got {_short(value)}")
     return value
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
                        metadata=None):
     if not isinstance(storage, _Storage):
-        raise pickle.UnpicklingError(f"tensor storage must be a persistent storage id, got {storage!r:.80}")
-    if not isinstance(storage_offset, int) or storage_offset < 0:
-        raise pickle.UnpicklingError(f"bad storage offset {storage_offset!r:.80}")
+        raise pickle.UnpicklingError(f"tensor storage must be a persistent storage id, got {_short(storage)}")
+    if not _is_index(storage_offset):
+        raise pickle.UnpicklingError(f"bad storage offset {_short(storage_offset)}")
     return _PickledTensor(storage, storage_offset, _int_tuple(size, "size"), _int_tuple(stride, "stride"))
 
 
@@ -162,9 +182,10 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         # ("storage", storage_type, key, location, numel), e.g. ("storage", FloatStorage, "0", "cpu", 400)
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str)
-                and isinstance(pid[4], int) and pid[4] >= 0):
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.120}")
+                and isinstance(pid[1], _StorageType) and type(pid[2]) is str and 0 < len(pid[2]) <= 64
+                and "/" not in pid[2] and _is_index(pid[4])):
+            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.120}" if isinstance(pid, tuple)
+                                         else f"unsupported persistent id: a {_short(pid)}")
         _, storage_type, key, _location, numel = pid
         storage = self.storages.setdefault(key, _Storage(key, storage_type.dtype, numel))
         if storage.numel != numel or storage.dtype != storage_type.dtype:
@@ -200,10 +221,33 @@ def _member_data_offset(f, info: zipfile.ZipInfo, path: pathlib.Path) -> int:
     return info.header_offset + 30 + name_length + extra_length
 
 
+def _check_members(infos, path: pathlib.Path) -> None:
+    """Refuses, from the zip directory alone, what torch.save never writes: duplicate or escaping
+    member names, compressed or encrypted members, and a data.pkl too big to be a state dict."""
+    seen = set()
+    for info in infos:
+        name = info.filename
+        if name in seen:
+            raise CheckpointError(f"{path}: the zip holds two members named {name!r:.100}")
+        seen.add(name)
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
+            raise CheckpointError(f"{path}: zip member {name!r:.100} points outside the archive")
+        if info.compress_type != zipfile.ZIP_STORED:
+            # checked before anything is read: the issue's 29 KB deflated data.pkl unpacked to 2.6 GB
+            raise CheckpointError(f"{path}: {name} is compressed (zip method {info.compress_type}); "
+                                  f"torch.save never compresses, so re-save the file with torch.save")
+        if info.flag_bits & 0x1:
+            raise CheckpointError(f"{path}: {name} is encrypted")
+        if name.endswith("data.pkl") and info.file_size > MAX_PICKLE_BYTES:
+            raise CheckpointError(f"{path}: {name} is {info.file_size:,} bytes; a state dict's pickle is about "
+                                  f"150 bytes per tensor, so tinyrwkv refuses one over {MAX_PICKLE_BYTES:,}")
+
+
 def list_tensors(path) -> Dict[str, StoredTensor]:
     """{name: StoredTensor} for a ``torch.save``d dict of tensors, reading only data.pkl and
     the zip directory. Raises UnsafeCheckpointError for a pickle that wants anything but tensors,
-    CheckpointError for anything corrupt."""
+    CheckpointError for anything corrupt or out of bounds (see ``pickle_scan``)."""
     path = pathlib.Path(path)
     if not looks_like_zip(path):
         if looks_like_legacy_torch(path):
@@ -211,24 +255,29 @@ def list_tensors(path) -> Dict[str, StoredTensor]:
         raise CheckpointError(f"{path}: not a torch zip checkpoint (it does not start with a zip header)")
     try:
         with zipfile.ZipFile(path) as archive:
-            infos = {info.filename: info for info in archive.infolist()}
+            infolist = archive.infolist()
+            _check_members(infolist, path)
+            infos = {info.filename: info for info in infolist}
             pickles = [name for name in infos if name.endswith("data.pkl") and name.count("/") == 1]
             if len(pickles) != 1:
                 raise CheckpointError(f"{path}: a torch checkpoint holds exactly one <folder>/data.pkl; "
                                       f"found {pickles or 'none'}")
             prefix = pickles[0][: -len("data.pkl")]
             byteorder_name = prefix + "byteorder"
-            if byteorder_name in infos and archive.read(byteorder_name).strip() != b"little":
+            if byteorder_name in infos and archive.read(byteorder_name)[:16].strip() != b"little":
                 raise CheckpointError(f"{path}: saved on a big-endian machine; tinyrwkv reads little-endian only")
-            with archive.open(pickles[0]) as pickle_file:
-                unpickler = RestrictedUnpickler(pickle_file, str(path))
-                obj = unpickler.load()
+            data = archive.read(pickles[0])
+        try:
+            pickle_scan.scan(data)
+        except pickle_scan.PickleRefused as e:
+            raise CheckpointError(f"{path}: refusing {pickles[0]}: {e}") from None
+        obj = RestrictedUnpickler(io.BytesIO(data), str(path)).load()
     except CheckpointError:
         raise
     except zipfile.BadZipFile as e:
         raise CheckpointError(f"{path}: not a readable zip archive (truncated or corrupt?): {e}") from None
     except Exception as e:  # anything the pickle or zip code raises on garbage
-        raise CheckpointError(f"{path}: corrupt torch checkpoint: {type(e).__name__}: {e}") from None
+        raise CheckpointError(f"{path}: corrupt torch checkpoint: {type(e).__name__}: {str(e)[:200]}") from None
 
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a saved dict of tensors (a state dict), got {type(obj).__name__}")
@@ -238,16 +287,17 @@ def list_tensors(path) -> Dict[str, StoredTensor]:
         file_size = f.seek(0, 2)
         data_offsets = {}
         for key, value in obj.items():
-            if not isinstance(key, str) or not isinstance(value, _PickledTensor):
-                raise CheckpointError(f"{path}: entry {key!r} holds a Python {type(value).__name__}, not a tensor")
+            if type(key) is not str:
+                raise CheckpointError(f"{path}: a key of the state dict is a Python {type(key).__name__} "
+                                      f"({_short(key)}), not a tensor name")
+            if not isinstance(value, _PickledTensor):
+                raise CheckpointError(f"{path}: entry {key!r:.100} holds a Python {type(value).__name__}, "
+                                      f"not a tensor")
             storage = value.storage
             member = f"{prefix}data/{storage.key}"
             info = infos.get(member)
             if info is None:
                 raise CheckpointError(f"{path}: tensor {key!r} points at {member}, which the zip lacks")
-            if info.compress_type != zipfile.ZIP_STORED:
-                raise CheckpointError(f"{path}: {member} is compressed; torch.save never compresses, "
-                                      f"so re-save the file with torch.save")
             itemsize = RAW_DTYPES[storage.dtype].itemsize
             if info.file_size != storage.numel * itemsize:
                 raise CheckpointError(f"{path}: {member} holds {info.file_size} bytes but the pickle says "
@@ -256,12 +306,12 @@ def list_tensors(path) -> Dict[str, StoredTensor]:
                 data_offsets[member] = _member_data_offset(f, info, path)
             if data_offsets[member] + info.file_size > file_size:
                 raise CheckpointError(f"{path}: {member} runs past the end of the file (truncated?)")
-            if len(value.strides) != len(value.shape) or any(s < 0 for s in value.strides):
-                raise CheckpointError(f"{path}: tensor {key!r} has bad strides {value.strides} for shape {value.shape}")
+            if len(value.strides) != len(value.shape):
+                raise CheckpointError(f"{path}: tensor {key!r} has strides {value.strides} for shape {value.shape}")
             tensor = StoredTensor(name=key, file=path, dtype=storage.dtype, shape=value.shape,
                                   offset=data_offsets[member] + value.storage_offset * itemsize,
                                   strides=value.strides)
-            if any(d < 0 for d in value.shape) or value.storage_offset + tensor.span_elements() > storage.numel:
+            if value.storage_offset + tensor.span_elements() > storage.numel:   # Python ints: no wrap-around
                 raise CheckpointError(f"{path}: tensor {key!r} (shape {value.shape}, offset {value.storage_offset}) "
                                       f"does not fit in its storage of {storage.numel} elements")
             tensors[key] = tensor

@@ -19,7 +19,10 @@ from ._checker import CheckFailed, expect_close, expect_true, exercise
 # --------------------------------------------------------------------------- 1. characters -> ids
 
 
-@exercise("00")
+@exercise("00", library=(
+    "tinyrwkv.data.corpus:CharVocab.encode",
+    "tinyrwkv.tokenizer:CharTokenizer.encode",
+))
 def char_encode(fn):
     """fn(text, chars) -> list of ids, id = index of the character in ``chars``; ValueError if unknown."""
     chars = list(load_corpus().vocab.chars)
@@ -54,7 +57,10 @@ def char_encode(fn):
 # --------------------------------------------------------------------------- 2. temperature
 
 
-@exercise("00")
+@exercise("00", library=(
+    "tinyrwkv.nn.functional:softmax",
+    "tinyrwkv.nn.functional:log_softmax",
+))
 def softmax_with_temperature(fn):
     """fn(logits (V,), temperature) -> probabilities (V,) = softmax(logits / temperature)."""
     rng = np.random.default_rng(0)
@@ -97,7 +103,12 @@ def _greedy_reference(model, prompt_ids, n_new, keep_state=True):
     return out
 
 
-@exercise("00")
+@exercise("00", library=(
+    "tinyrwkv.generation:generate",
+    "tinyrwkv.models.base:LanguageModel.generate",
+    "tinyrwkv.compare:greedy_continuation",
+    "tinyrwkv.exercises.lesson00_tour:_greedy_reference",
+))
 def greedy_generate(fn):
     """fn(step, state, prompt_ids, n_new) -> n_new ids: feed the prompt, then argmax and feed back."""
     model = _small_model()

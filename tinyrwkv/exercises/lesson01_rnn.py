@@ -34,7 +34,11 @@ def _params(layer):
 # --------------------------------------------------------------------------- 1. the cell, forward
 
 
-@exercise("01")
+@exercise("01", library=(
+    "tinyrwkv.models.rnn:RecurrentLayer.cell",
+    "tinyrwkv.models.rnn:RNNLayer.step",
+    "tinyrwkv.models.rnn:RecurrentLayer.forward",
+))
 def rnn_cell(fn):
     """fn(x (B, D), h_prev (B, H), w_ih (H, D), w_hh (H, H), b_ih (H,), b_hh (H,)) -> h (B, H)."""
     layer, x, h_prev = _rnn_step_inputs()
@@ -55,7 +59,11 @@ def rnn_cell(fn):
 # --------------------------------------------------------------------------- 2. the cell, backward
 
 
-@exercise("01")
+@exercise("01", library=(
+    "tinyrwkv.models.rnn:RecurrentLayer.cell_backward",
+    "tinyrwkv.models.rnn:RNNLayer.step_backward",
+    "tinyrwkv.models.rnn:RecurrentLayer.backward",
+))
 def rnn_cell_backward(fn):
     """fn(dh, x, h_prev, h, w_ih, w_hh) -> (dx (B, D), dh_prev (B, H), dw_ih (H, D), dw_hh (H, H), db (H,))."""
     layer, x, h_prev = _rnn_step_inputs(seed=102)
@@ -102,7 +110,9 @@ def _gradients(scale, seed=103):
             "b": scale * rng.normal(size=(5,))}
 
 
-@exercise("01")
+@exercise("01", library=(
+    "tinyrwkv.nn.optim:clip_grad_norm",
+))
 def clip_by_global_norm(fn):
     """fn(grads: dict name -> array, max_norm) -> (clipped: dict of new arrays, norm before clipping: float)."""
     max_norm = 1.0
@@ -164,7 +174,12 @@ def reference_jacobian_norms(layer, x) -> np.ndarray:
     return np.array(norms)                                                 # (T,), index = distance
 
 
-@exercise("01")
+@exercise("01", library=(
+    "tinyrwkv.exercises.lesson01_rnn:reference_jacobian_norms",
+    "tinyrwkv.models.rnn:RNNLayer.step_backward",
+    "tinyrwkv.models.rnn:RecurrentLayer.cell_backward",
+    "tinyrwkv.models.rnn:RecurrentLayer.backward",
+))
 def jacobian_norms(fn):
     """fn(w_hh (H, H), hs (T, H)) -> (T,): entry d is the spectral norm of d h_{T-1} / d h_{T-1-d}."""
     layer, x = _jacobian_inputs()

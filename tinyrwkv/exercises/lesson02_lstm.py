@@ -10,6 +10,8 @@ matches a typical mistake, the message names the mistake.
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ..models.lstm import LSTM, LSTMLayer
@@ -43,7 +45,12 @@ def _lstm_variant(x, h_prev, c_prev, w_ih, w_hh, b_ih, b_hh, order="ifgo", tanh_
 # --------------------------------------------------------------------------- 1. the cell, forward
 
 
-@exercise("02")
+@exercise("02", library=(
+    "tinyrwkv.models.rnn:RecurrentLayer.cell",
+    "tinyrwkv.models.lstm:LSTMLayer.step",
+    "tinyrwkv.models.rnn:RecurrentLayer.forward",
+    "tinyrwkv.exercises.lesson02_lstm:_lstm_variant",
+))
 def lstm_cell(fn):
     """fn(x (B, D), h_prev (B, H), c_prev (B, H), w_ih (4H, D), w_hh (4H, H), b_ih (4H,), b_hh (4H,)) -> (h, c)."""
     layer, x, h_prev, c_prev = _lstm_step_inputs()
@@ -58,11 +65,15 @@ def lstm_cell(fn):
     def wrong(**mistake):
         return _lstm_variant(x, h_prev, c_prev, *params, **mistake)
 
-    order_hint = ("the gates are stacked in torch's order i, f, g, o: rows [0:H] input, [H:2H] forget, "
-                  "[2H:3H] candidate g, [3H:4H] output.")
-    orders = ("ifog", "figo", "igfo", "iofg", "gifo", "oifg")             # plausible wrong orders
+    # every one of the 23 wrong orders of the four gate blocks, named by what the learner read
+    wrong_orders = ["".join(p) for p in itertools.permutations("ifgo") if "".join(p) != "ifgo"]
+
+    def order_hint(order):
+        return (f"gate order: you read the four blocks of rows as {', '.join(order)}; torch stacks them "
+                f"i, f, g, o: rows [0:H] input, [H:2H] forget, [2H:3H] candidate g, [3H:4H] output.")
+
     for name, got, want, k in (("c", c, want_c, 1), ("h", h, want_h, 0)):
-        hints = {order_hint: [wrong(order=o)[k] for o in orders]}
+        hints = {order_hint(o): wrong(order=o)[k] for o in wrong_orders}
         hints["you left out the input gate: c = f * c_prev + i * g."] = wrong(use_i=False)[k]
         hints["you left out the forget gate: c = f * c_prev + i * g."] = wrong(use_f=False)[k]
         if name == "h":
@@ -73,7 +84,11 @@ def lstm_cell(fn):
 # --------------------------------------------------------------------------- 2. the cell's gradient
 
 
-@exercise("02")
+@exercise("02", library=(
+    "tinyrwkv.models.lstm:LSTMLayer.step_backward",
+    "tinyrwkv.models.rnn:RecurrentLayer.cell_backward",
+    "tinyrwkv.models.rnn:RecurrentLayer.backward",
+))
 def lstm_dc_prev(fn):
     """fn(dh (B, H), dc (B, H), f (B, H), o (B, H), c (B, H)) -> dL/dc_{t-1} (B, H)."""
     layer, x, h_prev, c_prev = _lstm_step_inputs(seed=202)
@@ -104,7 +119,9 @@ def lstm_dc_prev(fn):
 _CONFIGS = ((10, 20, 1), (3, 7, 2), (16, 4, 3), (1, 1, 1))
 
 
-@exercise("02")
+@exercise("02", library=(
+    "tinyrwkv.nn.module:Module.num_parameters",
+))
 def lstm_num_params(fn):
     """fn(input_size, hidden_size, num_layers) -> int, as torch.nn.LSTM(input_size, hidden_size, num_layers)."""
     for D, H, L in _CONFIGS:

@@ -55,7 +55,12 @@ def _gru_variant(x, h_prev, w_ih, w_hh, b_ih, b_hh, order="rzn", reset="torch", 
 # --------------------------------------------------------------------------- 1. the cell
 
 
-@exercise("03")
+@exercise("03", library=(
+    "tinyrwkv.models.rnn:RecurrentLayer.cell",
+    "tinyrwkv.models.gru:GRULayer.step",
+    "tinyrwkv.models.rnn:RecurrentLayer.forward",
+    "tinyrwkv.exercises.lesson03_gru:_gru_variant",
+))
 def gru_cell(fn):
     """fn(x (B, D), h_prev (B, H), w_ih (3H, D), w_hh (3H, H), b_ih (3H,), b_hh (3H,)) -> h (B, H)."""
     layer, x, h_prev = _gru_step_inputs()
@@ -108,6 +113,10 @@ def gru_hold_biases(fn):
         z = np.stack([c[2] for c in caches])                             # (T, B, H): the update gates
         r = np.stack([c[1] for c in caches])
         moved = f"after 20 steps h moved by up to {drift:.3g} from h_0 (allowed 1e-3). "
+        if z.mean() < 0.1:
+            raise CheckFailed(moved + f"The update gate z averaged {z.mean():.4f}, near 0: h = (1 - z) * n + "
+                              f"z * h_prev then REPLACES the state by the candidate n at every step. To keep h_0, "
+                              f"z must be near 1: a large POSITIVE bias on z's block (rows [H:2H]).")
         if z.mean() > 0.9:
             raise CheckFailed(moved + f"The update gate z averaged {z.mean():.4f}: close to 1, but after 20 steps the "
                               f"old state keeps only about z**20 = {z.mean() ** 20:.3f} of its weight. Use a larger bias.")
@@ -125,7 +134,9 @@ _CONFIGS = [("rnn", 10, 20, 1, False), ("lstm", 10, 20, 1, False), ("gru", 10, 2
             ("gru", 3, 7, 2, False), ("lstm", 5, 4, 3, True), ("rnn", 6, 3, 2, True), ("gru", 2, 9, 2, True)]
 
 
-@exercise("03")
+@exercise("03", library=(
+    "tinyrwkv.nn.module:Module.num_parameters",
+))
 def recurrent_num_params(fn):
     """fn(kind in {"rnn", "lstm", "gru"}, input_size, hidden_size, num_layers, bidirectional) -> int."""
     for kind, D, H, L, bi in _CONFIGS:

@@ -32,7 +32,10 @@ def _attention_inputs():
     return attn, query, memory
 
 
-@exercise("04")
+@exercise("04", library=(
+    "tinyrwkv.models.seq2seq:AdditiveAttention.forward",
+    "tinyrwkv.models.seq2seq:AdditiveAttention.step",
+))
 def additive_attention(fn):
     """fn(query (Hq,), memory (S, Hm), W_q (A, Hq), b_q (A,), W_k (A, Hm), v (A,)) -> (weights (S,), context (Hm,))."""
     attn, query, memory = _attention_inputs()
@@ -76,7 +79,9 @@ def _reference_masked_softmax_axis0(scores, mask):
     return e / e.sum(axis=0, keepdims=True)
 
 
-@exercise("04")
+@exercise("04", library=(
+    "tinyrwkv.exercises.lesson04_seq2seq:_reference_masked_softmax",
+))
 def masked_softmax(fn):
     """fn(scores (B, S), mask (B, S) bool, True = real token) -> weights (B, S), 0 at PAD, rows sum to 1."""
     rng = np.random.default_rng(5)
@@ -106,7 +111,9 @@ def masked_softmax(fn):
 # --------------------------------------------------------------------------- 3. GNMT's length normalisation
 
 
-@exercise("04")
+@exercise("04", library=(
+    "tinyrwkv.models.decoding:length_penalty",
+))
 def length_normalised_score(fn):
     """fn(logprob, length, alpha) -> logprob / lp(length), lp(L) = (5 + L)^alpha / (5 + 1)^alpha."""
     cases = [(-3.2, 4, 0.6), (-7.5, 11, 0.6), (-1.0, 1, 1.0), (-12.0, 20, 0.2), (-2.5, 6, 0.0)]
@@ -138,7 +145,10 @@ def _reference_beam_expand(beam_logprobs, next_logprobs, beam_size):
     return rows, tokens, totals[rows, tokens]
 
 
-@exercise("04")
+@exercise("04", library=(
+    "tinyrwkv.exercises.lesson04_seq2seq:_reference_beam_expand",
+    "tinyrwkv.models.decoding:beam_search",
+))
 def beam_expand(fn):
     """fn(beam_logprobs (K,), next_logprobs (K, V), beam_size) -> (rows, tokens, totals), each (beam_size,), best first."""
     rng = np.random.default_rng(6)

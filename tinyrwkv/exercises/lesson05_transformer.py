@@ -34,7 +34,11 @@ def _attention_with(q, k, v, mask, scale):
 # --------------------------------------------------------------------------- 1. causal attention
 
 
-@exercise("05")
+@exercise("05", library=(
+    "tinyrwkv.nn.attention:scaled_dot_product_attention",
+    "tinyrwkv.nn.attention:MultiHeadAttention.forward",
+    "tinyrwkv.exercises.lesson05_transformer:_attention_with",
+))
 def causal_attention(fn):
     """fn(q (T, D), k (T, D), v (T, Dv)) -> (y (T, Dv), weights (T, T)), query i attending keys 0..i."""
     q, k, v = _qkv()
@@ -58,7 +62,7 @@ def causal_attention(fn):
         "the softmax runs over the keys (axis -1), so each query's weights sum to 1": e / e.sum(axis=0, keepdims=True),
     })
     expect_shape("y", got_y, want_y.shape)
-    expect_close("y", got_y, want_y, mistakes={
+    expect_close("y", got_y, want_y, time_axis=0, mistakes={
         "y is weights @ v (the values), not weights @ k": want_w @ k[:, :v.shape[1]],
     })
 
@@ -66,7 +70,9 @@ def causal_attention(fn):
 # --------------------------------------------------------------------------- 2. positional encoding
 
 
-@exercise("05")
+@exercise("05", library=(
+    "tinyrwkv.models.transformer:sinusoidal_positions",
+))
 def sinusoidal_encoding(fn):
     """fn(n_positions, dim) -> (T, C): PE[p, 2i] = sin(p / 10000^(2i/C)), PE[p, 2i+1] = cos(same)."""
     T, C = 12, 8
@@ -95,7 +101,11 @@ def sinusoidal_encoding(fn):
 # --------------------------------------------------------------------------- 3. one KV-cache step
 
 
-@exercise("05")
+@exercise("05", library=(
+    "tinyrwkv.nn.attention:scaled_dot_product_attention",
+    "tinyrwkv.nn.attention:MultiHeadAttention.forward",
+    "tinyrwkv.exercises.lesson05_transformer:_attention_with",
+))
 def kv_cache_step(fn):
     """fn(q, k, v (D,) the new token's; cache_k, cache_v (Tp, D)) -> (y (D,), cache_k (Tp+1, D), cache_v (Tp+1, D)).
 
@@ -112,7 +122,10 @@ def kv_cache_step(fn):
         y, cache_k, cache_v = out
         expect_shape(f"cache_k after token {t}", cache_k, (t + 1, D))
         expect_shape(f"cache_v after token {t}", cache_v, (t + 1, D))
-        expect_close(f"cache_k after token {t} (the keys so far, in order)", cache_k, k[:t + 1])
+        expect_close(f"cache_k after token {t} (the keys so far, in order)", cache_k, k[:t + 1], mistakes={
+            "append the new key at the END of the cache (np.concatenate([cache_k, k[None]])): row j must hold "
+            "token j's key": k[:t + 1][::-1],
+        })
         expect_close(f"cache_v after token {t} (the values so far, in order)", cache_v, v[:t + 1])
         expect_shape(f"y at token {t}", y, (D,))
         past_only = (np.zeros(D) if t == 0 else
@@ -128,7 +141,9 @@ def kv_cache_step(fn):
 # --------------------------------------------------------------------------- 4. split heads
 
 
-@exercise("05")
+@exercise("05", library=(
+    "tinyrwkv.nn.attention:MultiHeadAttention.split_heads",
+))
 def split_heads(fn):
     """fn(x (B, T, E), n_heads) -> (B, H, T, E/H); head h owns features h*E/H .. (h+1)*E/H - 1."""
     B, T, E, H = 2, 3, 8, 4

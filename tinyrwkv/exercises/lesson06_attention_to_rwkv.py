@@ -34,7 +34,14 @@ def _wkv_variant(w, u, k, v, distance_offset=1, bonus=True, normalise=True):
     return y
 
 
-@exercise("06")
+@exercise("06", library=(
+    "tinyrwkv.kernels.wkv_numpy:wkv_closed_form",
+    "tinyrwkv.kernels.wkv_numpy:wkv_forward",
+    "tinyrwkv.kernels.wkv_numpy:wkv_step",
+    "tinyrwkv.kernels.wkv_numpy:stable_step",
+    "tinyrwkv.kernels.wkv_numba:wkv_forward",
+    "tinyrwkv.exercises.lesson06_attention_to_rwkv:_wkv_variant",
+))
 def wkv_one_channel(fn):
     """fn(w, u, k (T,), v (T,)) -> wkv (T,): the closed form for one channel, w < 0, u the bonus."""
     rng = np.random.default_rng(6)
@@ -43,7 +50,7 @@ def wkv_one_channel(fn):
     want = wkv_closed_form(np.array([w]), np.array([u]), k[None, :, None], v[None, :, None])[0, :, 0]
     got = fn(w, u, k.copy(), v.copy())
     expect_shape("wkv", got, (T,))
-    expect_close("wkv", got, want, mistakes={
+    expect_close("wkv", got, want, time_axis=0, mistakes={
         "the current token's weight is e^(u + k_t): you left out the bonus u": _wkv_variant(w, u, k, v, bonus=False),
         "token i < t is (t-1-i) steps back, not (t-i): the most recent past token is not decayed at all":
             _wkv_variant(w, u, k, v, distance_offset=0),
@@ -73,7 +80,14 @@ def _step_variant(w, u, k, v, aa, bb, pp, bonus_in_state=False, decay=True, outp
     return np.stack([y, new_aa, new_bb, p])
 
 
-@exercise("06")
+@exercise("06", library=(
+    "tinyrwkv.kernels.wkv_numpy:stable_step",
+    "tinyrwkv.kernels.wkv_numpy:wkv_step",
+    "tinyrwkv.kernels.wkv_numpy:wkv_forward",
+    "tinyrwkv.kernels.wkv_numba:wkv_step",
+    "tinyrwkv.kernels.wkv_numba:wkv_forward",
+    "tinyrwkv.exercises.lesson06_attention_to_rwkv:_step_variant",
+))
 def wkv_stable_step(fn):
     """fn(w, u, k, v, aa, bb, pp), all (C,) -> (y, aa, bb, pp), each (C,): one step of the stable recurrence."""
     rng = np.random.default_rng(16)
@@ -110,7 +124,9 @@ def wkv_stable_step(fn):
 # --------------------------------------------------------------------------- 3. token shift
 
 
-@exercise("06")
+@exercise("06", library=(
+    "tinyrwkv.models.rwkv:token_shift",
+))
 def rwkv_token_shift(fn):
     """fn(x (B, T, C), x_prev (B, C)) -> (B, T, C): position t holds x[:, t-1]; position 0 holds x_prev."""
     rng = np.random.default_rng(26)
@@ -118,7 +134,7 @@ def rwkv_token_shift(fn):
     want = token_shift(x, x_prev)
     got = fn(x.copy(), x_prev.copy())
     expect_shape("shifted x", got, x.shape)
-    expect_close("shifted x", got, want, mistakes={
+    expect_close("shifted x", got, want, time_axis=1, mistakes={
         "position 0 gets x_prev, the last x of the previous chunk (or of the state), not zeros":
             np.concatenate([np.zeros_like(x_prev)[:, None], x[:, :-1]], axis=1),
         "you shifted the wrong way: position t must hold the *previous* token x[:, t-1], not the next one":
@@ -131,7 +147,9 @@ def rwkv_token_shift(fn):
 # --------------------------------------------------------------------------- 4. channel-mix
 
 
-@exercise("06")
+@exercise("06", library=(
+    "tinyrwkv.models.rwkv:channel_mix",
+))
 def rwkv_channel_mix(fn):
     """fn(x (T, C), x_prev (C,), mu_k (C,), mu_r (C,), W_k (F, C), W_r (C, C), W_v (C, F)) -> (T, C)."""
     rng = np.random.default_rng(36)
@@ -152,7 +170,7 @@ def rwkv_channel_mix(fn):
         return gate(mr @ W_r.T) * (act(mk @ W_k.T) @ W_v.T)
 
     xx = token_shift(x[None], x_prev[None])[0]
-    expect_close("channel-mix output", got, want, mistakes={
+    expect_close("channel-mix output", got, want, time_axis=0, mistakes={
         "the activation is the *squared* ReLU, relu(k)^2": variant(act=F.relu),
         "the receptance gate is sigmoid(r), multiplied in; you left it out": variant(gate=lambda r: 1.0),
         "mu weighs the current token: mu * x_t + (1 - mu) * x_{t-1}, not the other way round":

@@ -25,11 +25,14 @@ def _time_decays(L=4, C=9, seed=7):
 # --------------------------------------------------------------------------- 1. half-life
 
 
-@exercise("07")
+@exercise("07", library=(
+    "tinyrwkv.experiments.decay_spectrum:half_life",
+    "tinyrwkv.experiments.decay_spectrum:decay_spectrum",
+))
 def half_life(fn):
     """fn(time_decay (C,)) -> (C,) half-lives in tokens: ln 2 / exp(time_decay)."""
     td = _time_decays()[0]
-    got = np.asarray(fn(td.copy()), dtype=np.float64)
+    got = np.asarray(fn(td.copy()))                  # its own dtype: an integer result gets its own hint
     expect_shape("half-life", got, td.shape)
     w = -np.exp(td)
     expect_close("half-life", got, _half_life(td), mistakes={
@@ -45,7 +48,11 @@ def half_life(fn):
 # --------------------------------------------------------------------------- 2. per-layer summary
 
 
-@exercise("07")
+@exercise("07", library=(
+    "tinyrwkv.experiments.decay_spectrum:half_life",
+    "tinyrwkv.experiments.decay_spectrum:decay_spectrum",
+    "tinyrwkv.experiments.decay_spectrum:summarize",
+))
 def decay_summary(fn):
     """fn(time_decay (L, C)) -> (L, 3): per layer the shortest, median and longest half-life (tokens)."""
     td = _time_decays()
@@ -71,7 +78,9 @@ def decay_summary(fn):
 # --------------------------------------------------------------------------- 3. top-p
 
 
-@exercise("07")
+@exercise("07", library=(
+    "tinyrwkv.generation:top_p_filter",
+))
 def top_p_filter(fn):
     """fn(logits (V,), p) -> (V,): the logits of the smallest set of most likely tokens whose
     probability reaches p (the token that crosses p included), -inf everywhere else."""

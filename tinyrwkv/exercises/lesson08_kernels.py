@@ -19,7 +19,16 @@ from ._checker import CheckFailed, expect_close, expect_shape, exercise
 # --------------------------------------------------------------------------- 1. one thread's loop
 
 
-@exercise("08")
+@exercise("08", library=(
+    "tinyrwkv.kernels.wkv_numpy:wkv_forward",
+    "tinyrwkv.kernels.wkv_numpy:wkv_closed_form",
+    "tinyrwkv.kernels.wkv_numpy:stable_step",
+    "tinyrwkv.kernels.wkv_numpy:wkv_step",
+    "tinyrwkv.kernels.wkv_numba:wkv_forward",
+    "tinyrwkv.kernels.wkv_numba:_wkv_forward_kernel",
+    "tinyrwkv.kernels.wkv_cuda:wkv_forward",
+    "tinyrwkv.exercises.lesson06_attention_to_rwkv:_step_variant",
+))
 def wkv_thread(fn):
     """fn(b, c, w, u, k, v, y) -> None: writes y[b, :, c], the WKV of sequence b, channel c.
 
@@ -95,7 +104,9 @@ def max_trick_add(fn):
 # --------------------------------------------------------------------------- 3. the launch grid
 
 
-@exercise("08")
+@exercise("08", library=(
+    "tinyrwkv.kernels.wkv_cuda:launch_config",
+))
 def launch_grid(fn):
     """fn(B, C, threads_per_block) -> (blocks, threads_per_block): one thread per (b, c), the fewest blocks."""
     from ..kernels.wkv_cuda import launch_config            # imports numba.cuda only now

@@ -33,7 +33,17 @@ def _compare(where, name, got, want, mistakes):
     raise CheckFailed(f"{where}, {name}: you have {got:g}, expected {want:g}.")
 
 
-@exercise("09")
+@exercise("09", library=(
+    "tinyrwkv.experiments.cost_and_memory:rnn_state_floats",
+    "tinyrwkv.experiments.cost_and_memory:kv_cache_floats",
+    "tinyrwkv.experiments.cost_and_memory:rwkv_state_floats",
+    "tinyrwkv.experiments.cost_and_memory:state_floats",
+    "tinyrwkv.models.base:LanguageModel.state_size",
+    "tinyrwkv.models.rwkv:RWKV.state_size",
+    "tinyrwkv.models.transformer:GPT.state_size",
+    "tinyrwkv.models.rnn:RecurrentLanguageModel.state_size",
+    "tinyrwkv.models.rwkv_train:RWKVLanguageModel.state_size",
+))
 def state_floats(fn):
     """fn(L, C, T) -> {"rnn", "lstm", "gpt_kv_cache", "rwkv"}: floats carried per sequence after T tokens."""
     for L, C, T in SIZES:
@@ -54,7 +64,10 @@ def state_floats(fn):
         })
 
 
-@exercise("09")
+@exercise("09", library=(
+    "tinyrwkv.experiments.cost_and_memory:gpt_flops_per_token",
+    "tinyrwkv.experiments.cost_and_memory:rwkv_flops_per_token",
+))
 def flops_per_token(fn):
     """fn(L, C, T) -> {"gpt_kv_cache", "rwkv"}: FLOPs (2 per multiply-add) of the matrix products for one token."""
     for L, C, T in SIZES:
@@ -80,7 +93,15 @@ def flops_per_token(fn):
         })
 
 
-@exercise("09")
+@exercise("09", library=(
+    "tinyrwkv.experiments.cost_and_memory:kv_cache_bytes",
+    "tinyrwkv.experiments.cost_and_memory:kv_cache_floats",
+    "tinyrwkv.models.base:LanguageModel.state_size",
+    "tinyrwkv.models.rwkv:RWKV.state_size",
+    "tinyrwkv.models.transformer:GPT.state_size",
+    "tinyrwkv.models.rnn:RecurrentLanguageModel.state_size",
+    "tinyrwkv.models.rwkv_train:RWKVLanguageModel.state_size",
+))
 def kv_cache_bytes(fn):
     """fn(L, C, T, batch, bytes_per_float) -> int: bytes of the KV cache of ``batch`` sequences of T tokens."""
     for (L, C, T), batch, nbytes in zip(SIZES, (3, 32, 1), (4, 2, 4)):

@@ -1,15 +1,28 @@
-"""WKV kernels: one file per backend, all with the same functions (see ``wkv_numpy``):
+"""WKV kernels: one contract per recurrence, one file per backend.
+
+RWKV-4 (``wkv_<backend>.py``, math in ``wkv_numpy``):
 
     y, (aa, bb, pp) = wkv_forward(w, u, k, v, state=None)      k, v, y: (B, T, C); w, u: (C,)
     gw, gu, gk, gv = wkv_backward(w, u, k, v, gy)               gw = dL/dw; dL/dtime_decay = gw * w
     y, (aa, bb, pp) = wkv_step(w, u, k, v, state)               k, v, y: (B, C): one decoding step
 
-``get_wkv(name)`` picks a backend by name and imports it only then, so importing tinyrwkv
-never compiles Numba code and never touches CUDA.
+RWKV-5 and RWKV-6 (``wkv6_<backend>.py``, math in ``wkv6_numpy``; v5's decay is constant in time):
 
-    numpy  the readable reference (wkv_numpy.py)
-    numba  @njit on the CPU, parallel over (batch, channel) (wkv_numba.py)
-    cuda   numba.cuda kernels on an NVIDIA GPU, or on Numba's CUDA simulator (wkv_cuda.py)
+    y, S = forward(r, k, v, w, u, state=None)     r, k, v: (B, T, H, N); w: (B, T, H, N) or (H, N); u: (H, N)
+    y, S = step(r, k, v, w, u, state=None)        S: (B, H, N, N) [b, h, key, value]
+
+RWKV-7 (``wkv7_<backend>.py``, math and the backward's derivation in ``wkv7_numpy``):
+
+    y, S = forward(r, w, k, v, a, b, state=None)  all six (B, T, H, N); S: (B, H, N, N) [b, h, value, key]
+    y, S = step(r, w, k, v, a, b, state=None)
+    gr, gw, gk, gv, ga, gb = backward(r, w, k, v, a, b, gy, state=None)
+
+``get_wkv(name, version=4)`` picks the backend for a model version by name and imports it only
+then, so importing tinyrwkv never compiles Numba code and never touches CUDA.
+
+    numpy  the readable reference (wkv_numpy.py, wkv6_numpy.py, wkv7_numpy.py)
+    numba  @njit on the CPU, parallel over (batch, channel) or (batch, head) (wkv*_numba.py)
+    cuda   numba.cuda kernels on an NVIDIA GPU, or on Numba's CUDA simulator (wkv*_cuda.py)
     auto   cuda when a real GPU is present, else numba (never the simulator: it is slow)
 """
 from __future__ import annotations
@@ -17,6 +30,8 @@ from __future__ import annotations
 import functools
 import importlib
 from types import ModuleType
+
+from ..errors import ParameterError
 
 BACKENDS = ("numpy", "numba", "cuda")
 
@@ -57,19 +72,27 @@ def cuda_usable() -> bool:
     return cuda_simulator_on() or real_gpu_present()
 
 
-def get_wkv(name: str = "auto") -> ModuleType:
-    """Returns the backend module for ``name`` ('numpy' | 'numba' | 'cuda' | 'auto').
+# Which module family holds a model version's recurrence: v5 and v6 share one (see wkv6_numpy).
+MODULE_PREFIX = {4: "wkv", 5: "wkv6", 6: "wkv6", 7: "wkv7"}
 
-    The module has wkv_forward, wkv_backward and wkv_step (signatures in this package's docstring).
-    'cuda' without a GPU (and without the simulator) raises RuntimeError saying what to do.
+
+def get_wkv(name: str = "auto", version: int = 4) -> ModuleType:
+    """Returns the backend module for ``name`` ('numpy' | 'numba' | 'cuda' | 'auto') of RWKV-``version``.
+
+    version 4: wkv_forward, wkv_backward, wkv_step; 5 and 6: forward, step; 7: forward, step,
+    backward (signatures in this package's docstring). 'cuda' without a GPU (and without the
+    simulator) raises RuntimeError saying what to do.
     """
+    if version not in MODULE_PREFIX:
+        raise ParameterError(f"no WKV kernels for RWKV version {version!r}; choose one of "
+                         f"{', '.join(map(str, MODULE_PREFIX))}")
     if name == "auto":
         name = "cuda" if real_gpu_present() else "numba"
     if name not in BACKENDS:
-        raise ValueError(f"unknown WKV backend {name!r}; choose one of {', '.join(BACKENDS + ('auto',))}")
+        raise ParameterError(f"unknown WKV backend {name!r}; choose one of {', '.join(BACKENDS + ('auto',))}")
     if name == "cuda" and not cuda_usable():
         raise RuntimeError(NO_GPU_MESSAGE)
-    return importlib.import_module(f"{__name__}.wkv_{name}")
+    return importlib.import_module(f"{__name__}.{MODULE_PREFIX[version]}_{name}")
 
 
 def available_backends() -> dict:

@@ -12,6 +12,10 @@ disk, so only the first run pays the compile time (a few seconds per dtype).
 """
 from __future__ import annotations
 
+import contextlib
+import os
+
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -154,3 +158,32 @@ def wkv_step(w, u, k, v, state=None):
     y = np.empty((B, C), dt)
     _wkv_step_kernel(_as(w, dt), _as(u, dt), _as(k, dt), _as(v, dt), aa, bb, pp, y)
     return y, (aa, bb, pp)
+
+
+# --------------------------------------------------------------------------- threads (used by the models' parallel mode)
+
+
+def default_wkv_threads():
+    """Numba threads for a WKV recurrence inside a model's parallel forward: 1 on machines with <= 2 cores.
+
+    Why: in the forward every WKV call sits between multi-threaded BLAS products, and BLAS worker
+    threads keep spinning for a while after a product returns. On 2 cores a parallel WKV then
+    fights them for the cores (measured at 169M, T=512: 9 ms per WKV call with 2 threads, 6.5 ms
+    with 1, and the whole prompt 15% faster with 1). With more cores the parallel kernel wins.
+    """
+    return 1 if (os.cpu_count() or 1) <= 2 else None
+
+
+@contextlib.contextmanager
+def numba_threads(n):
+    """Runs the block with at most ``n`` Numba threads (None: leave as is). Numba's setting is
+    per Python thread, so other threads and later calls are unaffected."""
+    if n is None:
+        yield
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import Module
+from ..nn import Module, check_tokens
 from ..nn import functional as F
 
 IGNORE_INDEX = -1
@@ -100,8 +100,7 @@ class LanguageModel(Trainable):
         temperature 0 means greedy. Returns the new ids as a list. Kept minimal on purpose: the
         full sampler (top-k, top-p, penalties) lives in ``tinyrwkv.generation``.
         """
-        if len(prompt_ids) == 0:
-            raise ValueError("generate: prompt_ids is empty; give at least one token")
+        prompt_ids = check_tokens(f"{type(self).__name__}.generate prompt_ids", prompt_ids, self.vocab_size, "(T,)")
         if temperature < 0:
             raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
         rng = rng or np.random.default_rng()

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import Embedding, Linear, Module, check_float, check_shape
+from ..nn import Embedding, Linear, Module, check_float, check_shape, check_tokens
 from ..nn import functional as F
 from ..nn.layers import uniform_init
 from .base import LanguageModel
@@ -353,7 +353,7 @@ class RecurrentLanguageModel(LanguageModel):
     def forward(self, ids, state=None):
         """ids (B, T) ints -> logits (B, T, V). ``state`` (default zeros) lets a caller carry memory
         across chunks (truncated BPTT); the final state is in ``cache["state"]``."""
-        check_shape(f"{type(self).__name__}.forward ids (B, T)", np.asarray(ids), (None, None))
+        ids = check_tokens(f"{type(self).__name__}.forward ids", ids, self.vocab_size, "(B, T)")
         e, embed_cache = self.embed.forward(ids)                 # (B, T, E)
         h, final, rnn_cache = self.rnn.forward(e, state)         # (B, T, H)
         logits, head_cache = self.head.forward(h)                # (B, T, V)
@@ -369,7 +369,7 @@ class RecurrentLanguageModel(LanguageModel):
 
     def step(self, ids, state):
         """ids (B,) -> logits (B, V), new state: the same arithmetic as one position of ``forward``."""
-        check_shape(f"{type(self).__name__}.step ids (B,)", np.asarray(ids), (None,))
+        ids = check_tokens(f"{type(self).__name__}.step ids", ids, self.vocab_size, "(B,)")
         e, _ = self.embed.forward(ids)                           # (B, E)
         h, state = self.rnn.step(e, state)                       # (B, H)
         logits, _ = self.head.forward(h)                         # (B, V)

@@ -53,21 +53,17 @@ Parameters live in ONE dict of float32 arrays (``model.params``) under these nam
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from .. import layouts
 from ..kernels import get_wkv
 from ..nn import functional as F
-from ..nn.module import compare_shapes
-
-# The WKV state's running max starts at "minus infinity" (finite, so pp - max stays a number);
-# the same value the WKV kernels and transformers use.
-NEG_INF = -1e38
+from ..nn.module import check_tokens, compare_shapes
+from .state import NEG_INF, MatrixState, RWKVState  # noqa: F401  (re-exported: RWKVState's old home)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -75,11 +71,16 @@ NEG_INF = -1e38
 
 @dataclass(frozen=True)
 class RWKVConfig:
-    """The sizes of an RWKV-4 model; every field can be read off the weight shapes.
+    """The sizes of an RWKV model of any version; every field can be read off the weight shapes.
 
     n_layer: blocks; n_embd: C, the width of the residual stream; vocab_size: V;
     ffn_dim: F, the channel-mix hidden width (4 C in the released models);
     layer_norm_epsilon: the eps of every LayerNorm (1e-5 in the released models);
+    version: 4, 5.2, 6 or 7 (``tinyrwkv.layouts.VERSIONS``);
+    head_size: N, the width of one head (v5-v7; 0 for v4, which has no heads); n_head = C / N;
+    decay_lora, mix_lora, a_lora, v_lora, gate_lora: the low-rank sizes (v6: decay and mix; v7:
+    decay, a, v and gate; 0 where a version has none);
+    group_norm_epsilon: the eps of the per-head GroupNorm after the WKV (v5-v7);
     source, dtype: where the weights came from and how they were stored (informational).
     """
 
@@ -90,6 +91,14 @@ class RWKVConfig:
     layer_norm_epsilon: float = 1e-5
     source: str = ""
     dtype: str = "float32"
+    version: float = 4
+    head_size: int = 0
+    decay_lora: int = 0
+    mix_lora: int = 0
+    a_lora: int = 0
+    v_lora: int = 0
+    gate_lora: int = 0
+    group_norm_epsilon: float = layouts.GROUP_NORM_EPSILON
 
     def __post_init__(self):
         for name in ("n_layer", "n_embd", "vocab_size", "ffn_dim"):
@@ -98,6 +107,25 @@ class RWKVConfig:
                 raise ValueError(f"RWKVConfig: {name} must be a positive integer, got {value!r}")
         if not self.layer_norm_epsilon > 0:
             raise ValueError(f"RWKVConfig: layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}")
+        if self.version not in layouts.VERSIONS:
+            raise ValueError(f"RWKVConfig: version must be one of {layouts.VERSIONS}, got {self.version!r}")
+        if self.version != 4:
+            N = self.head_size
+            if not isinstance(N, (int, np.integer)) or N < 1 or self.n_embd % N:
+                raise ValueError(f"RWKVConfig: head_size must be a positive divisor of n_embd = {self.n_embd} "
+                                 f"for RWKV-{self.version}, got {N!r}")
+        needed = {6: ("decay_lora", "mix_lora"), 7: ("decay_lora", "a_lora", "v_lora", "gate_lora")}
+        for name in needed.get(self.version, ()):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                if not (name == "v_lora" and self.n_layer == 1):      # block 0 never uses v's LoRA
+                    raise ValueError(f"RWKVConfig: {name} must be a positive integer for RWKV-{self.version}, "
+                                     f"got {value!r}")
+
+    @property
+    def n_head(self) -> int:
+        """H = n_embd / head_size (0 for RWKV-4, which has no heads)."""
+        return self.n_embd // self.head_size if self.head_size else 0
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "RWKVConfig":
@@ -111,7 +139,7 @@ class RWKVConfig:
 
     @classmethod
     def from_params(cls, params: Mapping, **extra) -> "RWKVConfig":
-        """Reads n_layer, n_embd, vocab_size and ffn_dim off the shapes of ``params``."""
+        """Reads n_layer, n_embd, vocab_size and ffn_dim off the shapes of RWKV-4 ``params``."""
         try:
             V, C = params["emb.weight"].shape
             ffn_dim = params["blocks.0.ffn.key.weight"].shape[0]
@@ -125,27 +153,23 @@ class RWKVConfig:
 
 
 def param_shapes(config: RWKVConfig) -> dict[str, tuple]:
-    """Internal parameter name -> shape, for every parameter of a model with this config."""
-    C, F_, V = config.n_embd, config.ffn_dim, config.vocab_size
-    shapes = {"emb.weight": (V, C), "ln0.weight": (C,), "ln0.bias": (C,)}
-    for i in range(config.n_layer):
-        b = f"blocks.{i}."
-        for name in ("ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias",
-                     "att.time_decay", "att.time_first", "att.time_mix_k", "att.time_mix_v", "att.time_mix_r",
-                     "ffn.time_mix_k", "ffn.time_mix_r"):
-            shapes[b + name] = (C,)
-        for name in ("att.key.weight", "att.value.weight", "att.receptance.weight", "att.output.weight",
-                     "ffn.receptance.weight"):
-            shapes[b + name] = (C, C)
-        shapes[b + "ffn.key.weight"] = (F_, C)
-        shapes[b + "ffn.value.weight"] = (C, F_)
-    shapes.update({"ln_out.weight": (C,), "ln_out.bias": (C,), "head.weight": (V, C)})
-    return shapes
+    """Internal parameter name -> shape, for every parameter of a model with this config
+    (the version's table in ``tinyrwkv.layouts``; optional ones included)."""
+    return layouts.param_shapes(config.to_dict())
 
 
 def count_parameters(config: RWKVConfig) -> int:
     """Number of floats in a model with this config (169M for RWKV-4 169M: 12 x 768, V 50277)."""
     return int(sum(np.prod(s) for s in param_shapes(config).values()))
+
+
+def _draw_order(name: str, n_layer: int):
+    """The order init_params draws in (block by block: its vectors, its (C, C) matrices, then
+    ffn.key and ffn.value), kept so that a seeded model stays the same model."""
+    parts = name.split(".")
+    block = int(parts[1]) if parts[0] == "blocks" else (-1 if parts[0] in ("emb", "ln0") else n_layer)
+    return block, name.endswith(".weight") and ("att." in name or "ffn." in name), \
+        name.endswith(("ffn.key.weight", "ffn.value.weight"))
 
 
 def init_params(config: RWKVConfig, seed: int = 0, scale: float = 0.02) -> dict[str, np.ndarray]:
@@ -159,7 +183,9 @@ def init_params(config: RWKVConfig, seed: int = 0, scale: float = 0.02) -> dict[
     C = config.n_embd
     ramp = np.arange(C, dtype=np.float64) / max(C - 1, 1)             # 0 .. 1 across channels
     params = {}
-    for name, shape in param_shapes(config).items():
+    shapes = param_shapes(config)
+    for name in sorted(shapes, key=lambda n: _draw_order(n, config.n_layer)):   # stable sort
+        shape = shapes[name]
         leaf = name.rsplit(".", 1)[-1]
         if name.endswith("ln0.weight") or (name.split(".")[-2].startswith("ln") and leaf == "weight"):
             value = np.ones(shape)
@@ -175,12 +201,15 @@ def init_params(config: RWKVConfig, seed: int = 0, scale: float = 0.02) -> dict[
             value = rng.standard_normal(shape, dtype=np.float32)
             value *= np.float32(scale)
         params[name] = value.astype(np.float32, copy=False)
-    return params
+    return {name: params[name] for name in shapes}
 
 
 def check_params(config: RWKVConfig, params: Mapping) -> None:
     """Raises ValueError listing every missing key, unexpected key and wrong shape."""
-    missing, unexpected, mismatched = compare_shapes(param_shapes(config), params)
+    shapes = param_shapes(config)
+    optional = set(shapes) - set(layouts.param_shapes(config.to_dict(), required_only=True))
+    missing, unexpected, mismatched = compare_shapes(shapes, params)
+    missing = [k for k in missing if k not in optional]
     wrong = [f"{k}: expected {want}, got {got}" for k, want, got in mismatched]
     if missing or unexpected or wrong:
         parts = []
@@ -190,7 +219,7 @@ def check_params(config: RWKVConfig, params: Mapping) -> None:
             parts.append(f"unexpected keys {unexpected}")
         if wrong:
             parts.append(f"wrong shapes {wrong}")
-        raise ValueError(f"RWKV parameters do not match the config ({config.n_layer} layers, "
+        raise ValueError(f"RWKV-{config.version} parameters do not match the config ({config.n_layer} layers, "
                          f"n_embd {config.n_embd}, ffn_dim {config.ffn_dim}, vocab {config.vocab_size}): "
                          + "; ".join(parts))
 
@@ -214,100 +243,6 @@ class ParamScope(Mapping):
 
     def __repr__(self):
         return f"ParamScope({self.prefix!r}: {sorted(self)})"
-
-
-# --------------------------------------------------------------------------- state
-
-
-@dataclass
-class RWKVState:
-    """Everything RWKV remembers about the past: five (L, B, C) float32 arrays.
-
-    For layer i and sequence b (B sequences can run side by side):
-        att_x[i, b]  the last token's ln1 output, which time-mix's token shift needs as x_{t-1}
-        aa[i, b]     WKV numerator   sum_i e^{k_i - pp} v_i  (decayed), scaled by e^-pp
-        bb[i, b]     WKV denominator sum_i e^{k_i - pp}      (decayed), scaled by e^-pp
-        pp[i, b]     the running max exponent that keeps aa and bb finite
-        ffn_x[i, b]  the last token's ln2 output, for channel-mix's token shift
-
-    The empty state (no past) is x = 0, aa = bb = 0, pp = -1e38: what zero padding gives in
-    parallel mode. The state's size does not grow with the number of tokens seen.
-    """
-
-    att_x: np.ndarray
-    aa: np.ndarray
-    bb: np.ndarray
-    pp: np.ndarray
-    ffn_x: np.ndarray
-
-    FIELDS = ("att_x", "aa", "bb", "pp", "ffn_x")
-
-    @classmethod
-    def zeros(cls, n_layer: int, n_embd: int, batch_size: int = 1) -> "RWKVState":
-        """The empty state for ``batch_size`` sequences."""
-        shape = (n_layer, batch_size, n_embd)
-        z = lambda: np.zeros(shape, np.float32)  # noqa: E731
-        return cls(att_x=z(), aa=z(), bb=z(), pp=np.full(shape, NEG_INF, np.float32), ffn_x=z())
-
-    @classmethod
-    def empty_like(cls, other: "RWKVState") -> "RWKVState":
-        return cls(*(np.empty_like(getattr(other, f)) for f in cls.FIELDS))
-
-    def __post_init__(self):
-        shape = np.shape(self.att_x)
-        for f in self.FIELDS:
-            a = getattr(self, f)
-            if np.ndim(a) != 3 or np.shape(a) != shape:
-                raise ValueError(f"RWKVState: {f} must be (n_layer, batch, n_embd) like att_x {shape}, "
-                                 f"got {np.shape(a)}")
-
-    @property
-    def n_layer(self) -> int:
-        return self.att_x.shape[0]
-
-    @property
-    def batch_size(self) -> int:
-        return self.att_x.shape[1]
-
-    @property
-    def n_embd(self) -> int:
-        return self.att_x.shape[2]
-
-    def copy(self) -> "RWKVState":
-        return RWKVState(*(getattr(self, f).copy() for f in self.FIELDS))
-
-    def save(self, path) -> None:
-        """Writes the five arrays to an .npz file."""
-        np.savez(path, **{f: getattr(self, f) for f in self.FIELDS})
-
-    @classmethod
-    def load(cls, path) -> "RWKVState":
-        """Reads a state written by ``save``; names the file and the missing array if it is not one."""
-        with np.load(path) as data:
-            missing = [f for f in cls.FIELDS if f not in data]
-            if missing:
-                raise ValueError(f"{os.fspath(path)}: not an RWKVState file, it lacks {missing}")
-            return cls(*(data[f].astype(np.float32) for f in cls.FIELDS))
-
-    @classmethod
-    def stack(cls, states) -> "RWKVState":
-        """Joins states of several sequences along the batch axis: B = sum of their batch sizes."""
-        states = list(states)
-        if not states:
-            raise ValueError("RWKVState.stack: no states given")
-        return cls(*(np.concatenate([getattr(s, f) for s in states], axis=1) for f in cls.FIELDS))
-
-    def select(self, index) -> "RWKVState":
-        """The state of sequence ``index`` (an int keeps a batch axis of 1) or of a list of them."""
-        index = [index] if np.ndim(index) == 0 else list(index)
-        return RWKVState(*(getattr(self, f)[:, index] for f in self.FIELDS))
-
-    def check(self, config: RWKVConfig, batch_size: int) -> None:
-        """Raises ValueError unless this state fits ``config`` and ``batch_size`` sequences."""
-        want = (config.n_layer, batch_size, config.n_embd)
-        if self.att_x.shape != want:
-            raise ValueError(f"state has shape (n_layer, batch, n_embd) = {self.att_x.shape}, "
-                             f"but this model and input need {want}")
 
 
 # --------------------------------------------------------------------------- the two blocks
@@ -369,63 +304,131 @@ def channel_mix(x, x_prev, ffn):
     """
     xx = token_shift(x, x_prev)                                       # (B, T, C)
     dx = x - xx
-    k = F.linear(token_mix(xx, dx, ffn["time_mix_k"]), ffn["key.weight"])     # (B, T, F)
-    r = F.linear(token_mix(xx, dx, ffn["time_mix_r"]), ffn["receptance.weight"])  # (B, T, C)
+    out = gated_ffn(token_mix(xx, dx, ffn["time_mix_k"]), token_mix(xx, dx, ffn["time_mix_r"]), ffn)
+    return out, x[:, -1]
+
+
+def gated_ffn(k_in, r_in, ffn):
+    """sigmoid(W_r r_in) * (W_v relu(W_k k_in)^2): channel-mix after its token shift (RWKV-4/5/6).
+
+    k_in, r_in: (B, T, C) token-shifted inputs; ffn: the block's ``ffn.*`` parameters. Returns (B, T, C)."""
+    k = F.linear(k_in, ffn["key.weight"])                             # (B, T, F)
+    r = F.linear(r_in, ffn["receptance.weight"])                      # (B, T, C)
     kv = F.linear(F.squared_relu(k, out=k), ffn["value.weight"])     # (B, T, C); relu(k)^2 in place: speed
     kv *= F.sigmoid(r, out=r)                                         # gate, in place
-    return kv, x[:, -1]
-
-
-# --------------------------------------------------------------------------- threads
-
-
-def default_wkv_threads():
-    """Numba threads for the WKV recurrence inside ``RWKV.forward``: 1 on machines with <= 2 cores.
-
-    Why: in the forward every WKV call sits between multi-threaded BLAS products, and BLAS worker
-    threads keep spinning for a while after a product returns. On 2 cores a parallel WKV then
-    fights them for the cores (measured at 169M, T=512: 9 ms per WKV call with 2 threads, 6.5 ms
-    with 1, and the whole prompt 15% faster with 1). With more cores the parallel kernel wins.
-    """
-    return 1 if (os.cpu_count() or 1) <= 2 else None
-
-
-@contextlib.contextmanager
-def numba_threads(n):
-    """Runs the block with at most ``n`` Numba threads (None: leave as is). Numba's setting is
-    per Python thread, so other threads and later calls are unaffected."""
-    if n is None:
-        yield
-        return
-    import numba
-    before = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
+    return kv
 
 
 # --------------------------------------------------------------------------- the model
 
 
-def _check_tokens(tokens, vocab_size: int, what: str) -> np.ndarray:
-    """tokens -> int64 array; ValueError naming ``what`` when empty, not integers or out of range."""
-    if isinstance(tokens, (int, np.integer)):
-        tokens = np.array(tokens)
-    arr = np.asarray(tokens)
-    if arr.size == 0:
-        raise ValueError(f"{what} is empty: give at least one token id")
-    if arr.dtype.kind not in "iu":
-        raise ValueError(f"{what} must be integer token ids, got dtype {arr.dtype}")
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= vocab_size:
-        bad = lo if lo < 0 else hi
-        raise ValueError(f"{what}: token id {bad} is out of range [0, {vocab_size})")
-    return arr.astype(np.int64, copy=False)
+class RWKVBase:
+    """What every RWKV version shares: the public API around a version's ``_run``.
+
+        logits, state = model.forward(tokens, state=None, full_output=True)   # parallel ("GPT") mode
+        logits, state = model.step(token, state)                               # serial (RNN) mode
+        model.init_state(batch_size), model.state_size(), model.num_parameters()
+
+    A version sets ``STATE`` (its state class), implements ``_run(tokens (B, T), state, last_only)
+    -> (logits, new state)`` and ``init_state``; the checks, the batching rules and the Numba
+    thread setting live here once.
+    """
+
+    STATE = RWKVState
+
+    def _setup(self, config, params, backend, wkv_threads, uses_numba: bool):
+        """Checks and stores config and params (float32, C-contiguous unless a compact weight)."""
+        if not isinstance(config, RWKVConfig):
+            config = RWKVConfig.from_dict(config)
+        if config.version != self.VERSION:
+            raise ValueError(f"{type(self).__name__} runs RWKV-{self.VERSION}, but the config says "
+                             f"version {config.version}; tinyrwkv.load picks the right class")
+        check_params(config, params)
+        self.config = config
+        self.params = {k: np.ascontiguousarray(v, dtype=np.float32) if isinstance(v, np.ndarray) or np.isscalar(v)
+                       else v for k, v in params.items()}
+        self.backend = backend
+        if uses_numba:
+            from ..kernels.wkv_numba import default_wkv_threads
+            self.wkv_threads = default_wkv_threads() if wkv_threads == "auto" else wkv_threads
+        else:
+            self.wkv_threads = None
+
+    @classmethod
+    def random(cls, config: RWKVConfig, seed: int = 0, scale: float = 0.02, backend: str = "auto"):
+        """A model with ``init_params`` weights."""
+        return cls(config, cls.init_params(config, seed, scale), backend)
+
+    def __repr__(self):
+        c = self.config
+        heads = f", n_head={c.n_head}, head_size={c.head_size}" if c.head_size else ""
+        return (f"{type(self).__name__}(version={c.version}, n_layer={c.n_layer}, n_embd={c.n_embd}{heads}, "
+                f"ffn_dim={c.ffn_dim}, vocab_size={c.vocab_size}, params={self.num_parameters():,}, "
+                f"backend={self.backend!r})")
+
+    def num_parameters(self) -> int:
+        return int(sum(int(np.prod(np.shape(p))) for p in self.params.values()))
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state_size(self, context_length: int = 0) -> int:
+        """Floats carried per sequence, whatever the context length."""
+        return self.init_state(1).size()
+
+    def _state_for(self, state, batch_size):
+        if state is None:
+            return self.init_state(batch_size)
+        if not isinstance(state, self.STATE):
+            name = self.STATE.__name__
+            article = "an" if name[0] in "AEIOUR" else "a"       # "an RWKVState", "a MatrixState"
+            raise ValueError(f"state must be {article} {name} (or None) for RWKV-{self.config.version}, "
+                             f"got {type(state).__name__}")
+        state.check(self.config, batch_size)
+        return state
+
+    def _threads(self):
+        """The Numba thread setting for parallel mode (a no-op unless the backend is numba)."""
+        if self.wkv_threads is None:
+            import contextlib
+            return contextlib.nullcontext()
+        from ..kernels.wkv_numba import numba_threads
+        return numba_threads(self.wkv_threads)
+
+    # -- running -------------------------------------------------------------------------------
+
+    def forward(self, tokens, state=None, full_output: bool = True):
+        """Parallel ("GPT") mode: all tokens at once, continuing from ``state``.
+
+        tokens: (T,) ints -> logits (T, V) float32, or (V,) for the last token when
+        ``full_output=False``; (B, T) -> (B, T, V) or (B, V). Also returns the state after the
+        last token (``state`` itself is not modified). ``state=None`` means no past.
+        """
+        tokens = check_tokens(f"{type(self).__name__}.forward tokens", tokens, self.config.vocab_size,
+                              ("(T,)", "(B, T)"))
+        batched = tokens.ndim == 2
+        tokens2 = tokens if batched else tokens[None]                 # (B, T)
+        state = self._state_for(state, tokens2.shape[0])
+        with self._threads():
+            logits, state = self._run(tokens2, state, last_only=not full_output)
+        return (logits if batched else logits[0]), state
+
+    __call__ = forward
+
+    def step(self, token, state=None):
+        """Serial (RNN) mode: one token per sequence, O(1) work, continuing from ``state``.
+
+        token: an int -> logits (V,); or (B,) ints (B sequences side by side; their matrix-vector
+        products become one matrix-matrix product) -> logits (B, V). Returns (logits, new state).
+        """
+        tokens = check_tokens(f"{type(self).__name__}.step token", token, self.config.vocab_size, ("int", "(B,)"))
+        batched = tokens.ndim == 1
+        tokens2 = tokens.reshape(-1, 1)                               # (B, 1)
+        state = self._state_for(state, tokens2.shape[0])
+        logits, state = self._run(tokens2, state, last_only=True)     # (B, V)
+        return (logits if batched else logits[0]), state
 
 
-class RWKV:
+class RWKV(RWKVBase):
     """The RWKV-4 language model in NumPy, its WKV recurrence in a chosen kernel backend.
 
         model = RWKV(config, params, backend="auto")   # or tinyrwkv.load(...)
@@ -434,38 +437,19 @@ class RWKV:
 
     ``params`` is the one dict of float32 arrays described in the module docstring; the model
     keeps it (no copies when the arrays already are float32 and contiguous) as ``model.params``.
-    ``wkv_threads``: Numba threads for the WKV in parallel mode ("auto": ``default_wkv_threads()``,
-    None: Numba's own setting); it matters only for the "numba" backend.
+    ``wkv_threads``: Numba threads for the WKV in parallel mode ("auto": the numba backend's
+    ``default_wkv_threads()``, None: Numba's own setting); it matters only for the "numba" backend.
     """
 
+    VERSION = 4
+    STATE = RWKVState
+    init_params = staticmethod(init_params)
+
     def __init__(self, config: RWKVConfig, params: Mapping, backend: str = "auto", wkv_threads="auto"):
-        if not isinstance(config, RWKVConfig):
-            config = RWKVConfig.from_dict(config)
-        check_params(config, params)
-        self.config = config
-        self.params = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}
-        self.backend = backend
         self.wkv = get_wkv(backend)                                   # the WKV kernels' module
-        # Numba threads for the WKV in parallel mode ("auto": see default_wkv_threads; None: all)
-        uses_numba = self.wkv.__name__.endswith("wkv_numba")
-        self.wkv_threads = (default_wkv_threads() if wkv_threads == "auto" else wkv_threads) if uses_numba else None
+        self._setup(config, params, backend, wkv_threads, self.wkv.__name__.endswith("wkv_numba"))
         self.blocks = [(ParamScope(self.params, f"blocks.{i}.att."), ParamScope(self.params, f"blocks.{i}.ffn."))
-                       for i in range(config.n_layer)]
-
-    @classmethod
-    def random(cls, config: RWKVConfig, seed: int = 0, scale: float = 0.02, backend: str = "auto") -> "RWKV":
-        """A model with ``init_params`` weights."""
-        return cls(config, init_params(config, seed, scale), backend)
-
-    def __repr__(self):
-        c = self.config
-        return (f"RWKV(n_layer={c.n_layer}, n_embd={c.n_embd}, ffn_dim={c.ffn_dim}, vocab_size={c.vocab_size}, "
-                f"params={self.num_parameters():,}, backend={self.backend!r})")
-
-    def num_parameters(self) -> int:
-        return int(sum(p.size for p in self.params.values()))
-
-    # -- state ---------------------------------------------------------------------------------
+                       for i in range(self.config.n_layer)]
 
     def init_state(self, batch_size: int = 1) -> RWKVState:
         """The empty state for ``batch_size`` sequences."""
@@ -474,16 +458,6 @@ class RWKV:
     def state_size(self, context_length: int = 0) -> int:
         """Floats carried per sequence: 5 n_layer n_embd, whatever the context length."""
         return 5 * self.config.n_layer * self.config.n_embd
-
-    def _state_for(self, state, batch_size):
-        if state is None:
-            return self.init_state(batch_size)
-        if not isinstance(state, RWKVState):
-            raise ValueError(f"state must be an RWKVState (or None), got {type(state).__name__}")
-        state.check(self.config, batch_size)
-        return state
-
-    # -- running -------------------------------------------------------------------------------
 
     def _run(self, tokens, state: RWKVState, last_only: bool):
         """The network on token ids (B, T) from ``state``. Returns (logits, new state);
@@ -499,51 +473,17 @@ class RWKV:
             # two positions instead of T (saves ~7% of a 512-token prompt's matrix products).
             keep = 2 if last_only and i == len(self.blocks) - 1 else None
             h = F.layer_norm(x, p[b + "ln1.weight"], p[b + "ln1.bias"], eps)[0]
-            dx, new.att_x[i], (new.aa[i], new.bb[i], new.pp[i]) = time_mix(
+            branch, new.att_x[i], (new.aa[i], new.bb[i], new.pp[i]) = time_mix(
                 h, state.att_x[i], (state.aa[i], state.bb[i], state.pp[i]), att, self.wkv, keep)
             if keep:
-                x = x[:, -keep:] + dx                                 # (B, 2, C)
+                x = x[:, -keep:] + branch                             # (B, 2, C)
             else:
-                x += dx                                               # the residual stream
+                x += branch                                           # the residual stream
             h = F.layer_norm(x, p[b + "ln2.weight"], p[b + "ln2.bias"], eps)[0]
             # (with keep = 2 and T >= 2, h[:, 0]'s own shift is wrong but its output is dropped)
-            dx, new.ffn_x[i] = channel_mix(h, state.ffn_x[i], ffn)
-            x += dx
+            branch, new.ffn_x[i] = channel_mix(h, state.ffn_x[i], ffn)
+            x += branch
         if last_only:
             x = x[:, -1]                                              # (B, C): the head only where needed
         x = F.layer_norm(x, p["ln_out.weight"], p["ln_out.bias"], eps)[0]
         return F.linear(x, p["head.weight"]), new                     # (B, [T,] V)
-
-    def forward(self, tokens, state: RWKVState | None = None, full_output: bool = True):
-        """Parallel ("GPT") mode: all tokens at once, continuing from ``state``.
-
-        tokens: (T,) ints -> logits (T, V) float32, or (V,) for the last token when
-        ``full_output=False``; (B, T) -> (B, T, V) or (B, V). Also returns the state after the
-        last token (``state`` itself is not modified). ``state=None`` means no past.
-        """
-        tokens = _check_tokens(tokens, self.config.vocab_size, "tokens")
-        if tokens.ndim not in (1, 2):
-            raise ValueError(f"tokens must be (T,) or (B, T), got shape {tokens.shape}")
-        batched = tokens.ndim == 2
-        tokens2 = tokens if batched else tokens[None]                 # (B, T)
-        state = self._state_for(state, tokens2.shape[0])
-        with numba_threads(self.wkv_threads):
-            logits, state = self._run(tokens2, state, last_only=not full_output)
-        return (logits if batched else logits[0]), state
-
-    __call__ = forward
-
-    def step(self, token, state: RWKVState | None = None):
-        """Serial (RNN) mode: one token per sequence, O(1) work, continuing from ``state``.
-
-        token: an int -> logits (V,); or (B,) ints (B sequences side by side; their matrix-vector
-        products become one matrix-matrix product) -> logits (B, V). Returns (logits, new state).
-        """
-        tokens = _check_tokens(token, self.config.vocab_size, "token")
-        if tokens.ndim > 1:
-            raise ValueError(f"token must be an int or a (B,) array, got shape {tokens.shape}")
-        batched = tokens.ndim == 1
-        tokens2 = tokens.reshape(-1, 1)                               # (B, 1)
-        state = self._state_for(state, tokens2.shape[0])
-        logits, state = self._run(tokens2, state, last_only=True)     # (B, V)
-        return (logits if batched else logits[0]), state

@@ -45,7 +45,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..kernels import get_wkv
-from ..nn import check_shape, check_tokens
+from ..nn import check_tokens
 from ..nn import functional as F
 from .base import LanguageModel
 from .rwkv import (RWKV, ParamScope, RWKVConfig, RWKVState, check_params, param_shapes, token_mix,
@@ -301,8 +301,7 @@ class RWKVLanguageModel(LanguageModel):
     def forward(self, ids):
         """ids (B, T) ints -> (logits (B, T, V), cache), from the empty state: rwkv.RWKV._run's
         equations, each piece keeping its cache."""
-        ids = check_shape("RWKVLanguageModel.forward ids (B, T)", np.asarray(ids), (None, None))
-        ids = check_tokens("RWKVLanguageModel.forward ids", ids, self.vocab_size)
+        ids = check_tokens("RWKVLanguageModel.forward ids", ids, self.vocab_size, "(B, T)")
         p, eps = self.params, self.config.layer_norm_epsilon
         x = p["emb.weight"][ids]                                      # (B, T, C)
         x, ln0_cache = F.layer_norm(x, p["ln0.weight"], p["ln0.bias"], eps)
@@ -366,7 +365,7 @@ class RWKVLanguageModel(LanguageModel):
 
     def step(self, ids, state):
         """ids (B,) -> (logits (B, V), new state): one RNN-mode step of the inference model."""
-        ids = check_shape("RWKVLanguageModel.step ids (B,)", np.asarray(ids), (None,))
+        ids = check_tokens("RWKVLanguageModel.step ids", ids, self.vocab_size, "(B,)")
         return self.inference_model().step(ids, state)
 
     def state_size(self, context_length: int = 0) -> int:

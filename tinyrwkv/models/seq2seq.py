@@ -35,11 +35,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import Embedding, Linear, Module
+from ..nn import Embedding, Linear, Module, check_tokens
 from ..nn import functional as F
 from .base import EncoderDecoder
 from .lstm import LSTMLayer
-from .transformer import check_ids
 
 
 class AdditiveAttention(Module):
@@ -146,7 +145,7 @@ class GNMT(EncoderDecoder):
 
     def encode(self, src):
         """src (B, S) ids -> (memory (B, S, H), mask (B, S) bool, cache)."""
-        src = check_ids("GNMT src", src, self.src_vocab_size)
+        src = check_tokens("GNMT src", src, self.src_vocab_size, "(B, T)")
         mask = src != self.pad_id                                      # (B, S)
         if not mask.any(axis=1).all():
             raise ValueError("GNMT src: every source sentence needs at least one non-PAD token")
@@ -178,7 +177,7 @@ class GNMT(EncoderDecoder):
 
     def forward(self, src, tgt_in):
         """src (B, S), tgt_in (B, T) ids -> (logits (B, T, V), attention weights (B, T, S), cache)."""
-        tgt_in = check_ids("GNMT tgt_in", tgt_in, self.tgt_vocab_size)
+        tgt_in = check_tokens("GNMT tgt_in", tgt_in, self.tgt_vocab_size, "(B, T)")
         if np.shape(src)[:1] != tgt_in.shape[:1]:
             raise ValueError(f"GNMT: src (B, S) and tgt_in (B, T) need the same B, "
                              f"got {np.shape(src)} and {tgt_in.shape}")
@@ -229,7 +228,7 @@ class GNMT(EncoderDecoder):
     def decode_step(self, prev_ids, state):
         """prev_ids (B,) -> (log-probs (B, V), attention weights (B, S), new state). Same arithmetic
         as one position of ``forward``."""
-        prev_ids = check_ids("GNMT.decode_step prev_ids", prev_ids, self.tgt_vocab_size, ndim=1)
+        prev_ids = check_tokens("GNMT.decode_step prev_ids", prev_ids, self.tgt_vocab_size, "(B,)")
         e, _ = self.tgt_embed.forward(prev_ids)                        # (B, E)
         bottom, _ = self.decoder_layers[0].cell(e, state["states"][0])     # (h, c), each (B, H)
         context, weights = self.attention.step(bottom[0], state["keys"], state["memory"], state["mask"])

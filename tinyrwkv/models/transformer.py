@@ -240,17 +240,6 @@ class DecoderLayer(Module):
 # --------------------------------------------------------------------------- helpers
 
 
-def check_ids(where: str, ids, vocab_size: int, ndim: int = 2) -> np.ndarray:
-    """Validates integer token ids of shape (B, T) (ndim 2) or (B,) (ndim 1); errors name the shape."""
-    ids = np.asarray(ids)
-    if ids.ndim != ndim:
-        want = "(B, T)" if ndim == 2 else "(B,)"
-        raise ValueError(f"{where}: expected token ids of shape {want}, got {ids.shape}")
-    if ids.ndim == 2 and ids.shape[1] == 0:
-        raise ValueError(f"{where}: expected token ids of shape (B, T) with T >= 1, got {ids.shape}")
-    return check_tokens(where, ids, vocab_size)
-
-
 def embed_with_positions(embedding: Embedding, ids, start: int = 0):
     """token embedding + sinusoidal position: ids (B, T) -> x (B, T, C), and the embedding's cache.
 
@@ -295,7 +284,7 @@ class Transformer(EncoderDecoder):
 
     def encode(self, src):
         """src (B, S) ids -> (memory (B, S, C), src_mask (B, 1, S), cache)."""
-        src = check_ids("Transformer src", src, self.src_vocab_size)
+        src = check_tokens("Transformer src", src, self.src_vocab_size, "(B, T)")
         src_mask = padding_mask(src, self.pad_id)                 # (B, 1, S): never attend to PAD
         x, embed_cache = embed_with_positions(self.src_embed, src)
         caches = []
@@ -306,7 +295,7 @@ class Transformer(EncoderDecoder):
 
     def forward(self, src, tgt_in):
         """src (B, S), tgt_in (B, T) ids -> (logits (B, T, V_tgt), cache)."""
-        tgt_in = check_ids("Transformer tgt_in", tgt_in, self.tgt_vocab_size)
+        tgt_in = check_tokens("Transformer tgt_in", tgt_in, self.tgt_vocab_size, "(B, T)")
         if np.shape(src)[:1] != tgt_in.shape[:1]:
             raise ValueError(f"Transformer: src (B, S) and tgt_in (B, T) need the same B, got "
                              f"{np.shape(src)} and {tgt_in.shape}")
@@ -357,7 +346,7 @@ class Transformer(EncoderDecoder):
 
         The attention returned is the last decoder layer's cross-attention, averaged over heads.
         """
-        prev_ids = check_ids("Transformer.decode_step prev_ids", prev_ids, self.tgt_vocab_size, ndim=1)
+        prev_ids = check_tokens("Transformer.decode_step prev_ids", prev_ids, self.tgt_vocab_size, "(B,)")
         x, _ = embed_with_positions(self.tgt_embed, prev_ids[:, None], start=state["position"])   # (B, 1, C)
         new_kv = []
         for layer, past, memory_kv in zip(self.decoder_layers, state["self_kv"], state["memory_kv"]):
@@ -404,7 +393,7 @@ class GPT(LanguageModel):
 
     def forward(self, ids):
         """ids (B, T) -> (logits (B, T, V), cache). Position t sees ids[:, :t+1] only (causal mask)."""
-        ids = check_ids("GPT.forward", ids, self.vocab_size)
+        ids = check_tokens("GPT.forward ids", ids, self.vocab_size, "(B, T)")
         x, embed_cache = embed_with_positions(self.embed, ids)    # (B, T, C)
         mask = causal_mask(ids.shape[1])                          # (T, T)
         caches = []
@@ -439,7 +428,7 @@ class GPT(LanguageModel):
         Costs O(T * C) per layer for a cache of T tokens, where a forward over the whole prefix costs
         O(T^2 * C). The state passed in is not modified.
         """
-        ids = check_ids("GPT.step", ids, self.vocab_size, ndim=1)
+        ids = check_tokens("GPT.step ids", ids, self.vocab_size, "(B,)")
         if ids.shape[0] != state["kv"][0][0].shape[0]:
             raise ValueError(f"GPT.step: expected ids of shape (B,) = ({state['kv'][0][0].shape[0]},) "
                              f"to match the state's batch, got {ids.shape}")

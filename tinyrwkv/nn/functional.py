@@ -166,12 +166,45 @@ def layer_norm_backward(dy, cache):
     return dx, dweight, dbias
 
 
+def silu(x):
+    """x * sigmoid(x) (SiLU, "swish"): the output gate of RWKV-5/6."""
+    return x * sigmoid(x)
+
+
+def group_norm(x, n_groups, weight, bias, eps=64e-5):
+    """GroupNorm over the last axis cut into ``n_groups`` equal groups (torch's group_norm on
+    (rows, C)): each group normalised to mean 0, (biased) variance 1, then * weight + bias.
+
+    x: (..., C); weight, bias: (C,). RWKV-5/6/7 normalise each head's WKV output this way ("ln_x").
+    """
+    shape = x.shape
+    xg = x.reshape(*shape[:-1], n_groups, shape[-1] // n_groups)     # (..., G, C/G)
+    xc = xg - xg.mean(axis=-1, keepdims=True)
+    var = np.einsum("...c,...c->...", xc, xc)[..., None] / xg.shape[-1]
+    xc *= 1.0 / np.sqrt(var + eps)
+    y = xc.reshape(shape) * weight
+    y += bias
+    return y.astype(x.dtype, copy=False)
+
+
+def l2_normalize(x, eps=1e-12):
+    """x / max(||x||, eps) along the last axis (torch.nn.functional.normalize)."""
+    norm = np.sqrt(np.einsum("...c,...c->...", x, x))[..., None]
+    return x / np.maximum(norm, eps)
+
+
 # --------------------------------------------------------------------------- linear
 
 
 def linear(x, weight, bias=None):
-    """y = x W^T + b, torch's layout: weight (out, in), x (..., in) -> y (..., out)."""
-    y = x @ weight.T
+    """y = x W^T + b, torch's layout: weight (out, in), x (..., in) -> y (..., out).
+
+    weight: a float32 ndarray, or a compact weight (``tinyrwkv.nn.compact``: bf16 words, int8 + scales)
+    that multiplies itself (its own kernels, accumulating in float32): models never ask which."""
+    if isinstance(weight, np.ndarray):
+        y = x @ weight.T
+    else:
+        y = weight.linear(x)
     if bias is not None:
         y = y + bias
     return y
@@ -179,6 +212,9 @@ def linear(x, weight, bias=None):
 
 def linear_backward(dy, x, weight):
     """Returns (dx, dweight, dbias) for y = x W^T + b. dy: (..., out), x: (..., in)."""
+    if not isinstance(weight, np.ndarray):
+        raise TypeError(f"linear_backward: compact weights ({type(weight).__name__}) are for inference; "
+                        f"train on float32 weights (weights='fp32')")
     dx = dy @ weight                                               # (..., in)
     dweight = dy.reshape(-1, dy.shape[-1]).T @ x.reshape(-1, x.shape[-1])  # (out, in)
     dbias = dy.reshape(-1, dy.shape[-1]).sum(axis=0)               # (out,)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ParameterError
+
 
 class Module:
     """Base class: parameter bookkeeping, dtype casting, state dicts. Subclasses add forward/backward."""
@@ -126,11 +128,51 @@ def check_float(name: str, x: np.ndarray):
     return x
 
 
-def check_tokens(name: str, ids, vocab_size: int):
-    """Raises unless ids are integers in [0, vocab_size)."""
-    ids = np.asarray(ids)
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise TypeError(f"{name}: expected integer token ids, got dtype {ids.dtype}")
-    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise ValueError(f"{name}: token ids must lie in [0, {vocab_size}), got min {ids.min()} max {ids.max()}")
-    return ids
+def _layout_ndim(layout: str) -> int:
+    """How many axes a shape written like the docstrings has: "int" -> 0, "(B,)" -> 1, "(B, T)" -> 2."""
+    return 0 if layout == "int" else len([a for a in layout.strip("()").split(",") if a.strip()])
+
+
+def _kind_of(value) -> str:
+    return "bool" if isinstance(value, (bool, np.bool_)) else type(value).__name__
+
+
+def check_tokens(name: str, ids, vocab_size: int, layouts=None) -> np.ndarray:
+    """The one token-id check of every model: ``ids`` -> an int64 array of ids in [0, vocab_size).
+
+    ``ids`` may be an int, a (nested) list or tuple, or an integer array. ``layouts`` (optional) are
+    the shapes allowed, written like the docstrings: "int", "(T,)", "(B,)", "(B, T)". Raises
+    ParameterError, its message starting with ``name``, for: empty input, a ragged nested list,
+    anything but integers (floats, even 1.0; strings; None; other objects), booleans, an id < 0 or
+    >= vocab_size (named), and a shape that is none of ``layouts``.
+    """
+    if isinstance(layouts, str):
+        layouts = (layouts,)
+    allowed = f"integer token ids in [0, {vocab_size})"
+    try:
+        arr = np.asarray(ids)
+    except (ValueError, TypeError):       # numpy refuses nested lists of unequal length
+        raise ParameterError(f"{name} is ragged: its rows have different lengths; give {allowed} of one "
+                             f"rectangular shape") from None
+    if arr.dtype.kind == "f" and not isinstance(ids, np.ndarray):
+        arr = np.asarray(ids, dtype=object)   # ints beyond int64 mixed with others turn into floats
+    if layouts is not None and arr.ndim not in {_layout_ndim(layout) for layout in layouts}:
+        raise ParameterError(f"{name} must be {' or '.join(layouts)} {allowed}, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ParameterError(f"{name} is empty: give at least one token id (shape {arr.shape})")
+    if arr.dtype.kind == "O":             # Python objects: ints too large for int64, None, lists ...
+        flat = arr.ravel().tolist()
+        bads = [v for v in flat if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))]
+        if bads:
+            bad = bads[0]
+            what = "a nested list of unequal depth" if isinstance(bad, (list, tuple)) else _kind_of(bad)
+            raise ParameterError(f"{name} must be {allowed}, got {what} ({bad!r:.40})")
+        lo, hi = min(flat), max(flat)
+    elif arr.dtype.kind in "iu":
+        lo, hi = int(arr.min()), int(arr.max())
+    else:
+        what = {"b": "bool", "f": "float", "c": "complex", "U": "str", "S": "bytes"}.get(arr.dtype.kind, "")
+        raise ParameterError(f"{name} must be {allowed}, got {what} (dtype {arr.dtype})")
+    if lo < 0 or hi >= vocab_size:
+        raise ParameterError(f"{name}: token id {lo if lo < 0 else hi} is out of range [0, {vocab_size})")
+    return arr.astype(np.int64)
