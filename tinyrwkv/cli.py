@@ -149,15 +149,11 @@ def _run_generate(args) -> int:
             tok = tokenizer.load_tokenizer(default_tokenizer_source(model_path))
         except tokenizer.TokenizerError as e:
             raise UsageError(f"{e}; pass --tokenizer (e.g. a 20B_tokenizer.json)") from None
-<<<<<<< HEAD
     if args.device == "cuda":
         from .kernels import NO_GPU_MESSAGE, cuda_usable
         if not cuda_usable():
             raise UsageError("--device cuda: " + NO_GPU_MESSAGE)
-    model = loading.load(args.model, backend=args.backend, device=args.device, dtype=args.dtype)
-=======
-    model = loading.load(model_path, backend=args.backend)
->>>>>>> main
+    model = loading.load(model_path, backend=args.backend, device=args.device, dtype=args.dtype)
     if tok.vocab_size > model.config.vocab_size:
         raise UsageError(f"the tokenizer has {tok.vocab_size} ids but the model only {model.config.vocab_size}: "
                          f"wrong --tokenizer?")

@@ -28,10 +28,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-<<<<<<< HEAD
-=======
 from .errors import ParameterError
->>>>>>> main
 from .nn import functional as F
 
 REPLACEMENT_CHAR = "\ufffd"      # what decoding shows for half a UTF-8 character
@@ -316,11 +313,7 @@ def generate(model, tokenizer, prompt: Union[str, Sequence[str]], max_new_tokens
         seen.append(list(ids))
         first_logits.append(logits)
         states.append(state)
-<<<<<<< HEAD
-    state = type(states[0]).stack(states)                            # RWKVState, or the device runner's
-=======
     state = type(states[0]).stack(states)                          # the model's own state class
->>>>>>> main
     logits = np.stack(first_logits)                                 # (B, V)
 
     # 2. Decode in RNN mode: B sequences, one token each per step.

@@ -42,7 +42,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..kernels import NO_GPU_MESSAGE, cuda_usable
-from ..models.rwkv import RWKVConfig, RWKVState, _check_tokens, check_params
+from ..models.rwkv import RWKVBase, RWKVConfig, RWKVState, check_params
 
 STORAGE_DTYPES = ("float32", "float16")
 MATRICES = ("att.key.weight", "att.value.weight", "att.receptance.weight", "att.output.weight",
@@ -132,8 +132,9 @@ class DeviceRWKVState:
                              f"but this model and input need {want}")
 
 
-class DeviceRWKV:
-    """RWKV-4 on the GPU (or the CUDA simulator): the API of ``tinyrwkv.models.rwkv.RWKV``.
+class DeviceRWKV(RWKVBase):
+    """RWKV-4 on the GPU (or the CUDA simulator): the API of ``tinyrwkv.models.rwkv.RWKV``
+    (forward, step and their checks are RWKVBase's; only ``_run`` and where arrays live differ).
 
     config, params: as for ``RWKV`` (float32 arrays under the internal names); they are checked,
     converted to ``dtype`` storage and uploaded once. ``matvec_version`` (1-3), ``matmul_version``
@@ -141,6 +142,9 @@ class DeviceRWKV:
     None means ``default_versions()``. ``keep_host_params`` keeps a reference to ``params`` as
     ``model.params`` (off by default: the device copy is the one that runs).
     """
+
+    VERSION = 4
+    STATE = DeviceRWKVState
 
     def __init__(self, config: RWKVConfig, params: Mapping, dtype: str = "float32",
                  matvec_version=None, matmul_version=None, layernorm_version=None,
@@ -157,6 +161,8 @@ class DeviceRWKV:
         wkv_version = defaults["wkv"] if wkv_version is None else wkv_version
         if not isinstance(config, RWKVConfig):
             config = RWKVConfig.from_dict(config)
+        if config.version != 4:
+            raise ValueError(f"DeviceRWKV runs RWKV-4, but the config says version {config.version}")
         if dtype not in STORAGE_DTYPES:
             raise ValueError(f"DeviceRWKV: dtype must be one of {STORAGE_DTYPES}, got {dtype!r}")
         for name, value, allowed in (("matvec_version", matvec_version, cuda_ops.MATVEC_VERSIONS),
@@ -167,6 +173,7 @@ class DeviceRWKV:
                 raise ValueError(f"DeviceRWKV: {name} must be one of {allowed}, got {value!r}")
         check_params(config, params)
         self.config, self.dtype, self.backend, self.device = config, dtype, "cuda", "cuda"
+        self.wkv_threads = None                                  # RWKVBase's Numba thread setting: unused
         self.versions = dict(matvec=matvec_version, matmul=matmul_version, layernorm=layernorm_version,
                              wkv=wkv_version)
         self._ops, self._wkv, self._cuda = cuda_ops, wkv_cuda, cuda
@@ -287,8 +294,17 @@ class DeviceRWKV:
             self._k(name, self._ops.matmul, x, W, y, accumulate, self.versions["matmul"])
 
     def _run(self, tokens, state: DeviceRWKVState, last_only: bool):
-        """The network on token ids (B, T) from ``state`` (updated in place). Returns the logits on
-        the device: (B, T, V), or (B, V) when ``last_only``."""
+        """The network on token ids (B, T) from ``state`` (a fresh copy from _state_for, updated in
+        place). Returns (logits as NumPy: (B, T, V), or (B, V) when ``last_only``; the state)."""
+        logits = self._run_on_device(tokens, state, last_only)
+        self.transfers["to_host"] += 1
+        logits = logits.copy_to_host()                                   # the one download
+        if not last_only:
+            logits = logits.reshape(tokens.shape[0], tokens.shape[1], -1)
+        return logits, state
+
+    def _run_on_device(self, tokens, state: DeviceRWKVState, last_only: bool):
+        """The kernels, in order. Returns the logits on the device: (B T, V), or (B, V) when ``last_only``."""
         ops, wkv, cuda, k = self._ops, self._wkv, self._cuda, self._k
         B, T = tokens.shape
         M, C, eps = B * T, self.config.n_embd, self.config.layer_norm_epsilon
@@ -360,35 +376,3 @@ class DeviceRWKV:
         out = {name: float(np.median([r[name] for r in runs])) for name in runs[0]}
         out["total"] = float(sum(out.values()))
         return out
-
-    def _logits_to_host(self, logits):
-        self.transfers["to_host"] += 1
-        return logits.copy_to_host()                                     # the one download
-
-    def forward(self, tokens, state=None, full_output: bool = True):
-        """Parallel mode, as ``RWKV.forward``: tokens (T,) -> logits (T, V) (or (V,) when
-        ``full_output=False``); (B, T) -> (B, T, V) or (B, V). Returns (logits as NumPy, the new
-        DeviceRWKVState); ``state`` (an RWKVState or DeviceRWKVState, or None) is not modified."""
-        tokens = _check_tokens(tokens, self.config.vocab_size, "tokens")
-        if tokens.ndim not in (1, 2):
-            raise ValueError(f"tokens must be (T,) or (B, T), got shape {tokens.shape}")
-        batched = tokens.ndim == 2
-        tokens2 = tokens if batched else tokens[None]                    # (B, T)
-        state = self._state_for(state, tokens2.shape[0])
-        logits = self._logits_to_host(self._run(tokens2, state, last_only=not full_output))
-        if full_output:
-            logits = logits.reshape(tokens2.shape[0], tokens2.shape[1], -1)
-        return (logits if batched else logits[0]), state
-
-    __call__ = forward
-
-    def step(self, token, state=None):
-        """RNN mode, as ``RWKV.step``: token int -> logits (V,); (B,) -> (B, V). Returns (logits, new state)."""
-        tokens = _check_tokens(token, self.config.vocab_size, "token")
-        if tokens.ndim > 1:
-            raise ValueError(f"token must be an int or a (B,) array, got shape {tokens.shape}")
-        batched = tokens.ndim == 1
-        tokens2 = tokens.reshape(-1, 1)                                  # (B, 1)
-        state = self._state_for(state, tokens2.shape[0])
-        logits = self._logits_to_host(self._run(tokens2, state, last_only=True))
-        return (logits if batched else logits[0]), state
