@@ -13,6 +13,18 @@
 # %% [markdown]
 # # 08 · Kernels: from a NumPy loop to `@njit` to `numba.cuda`
 #
+# > **Objectives.** After this lesson you can
+# > 1. run the WKV recurrence as a NumPy loop, as an `@njit` kernel and as `numba.cuda` kernels, and
+# >    check each against the NumPy reference;
+# > 2. explain the max trick that keeps every `exp()` argument $\le 0$;
+# > 3. map (batch, channel) pairs onto CUDA threads and blocks, on a GPU or on Numba's simulator;
+# > 4. check a backward kernel against finite differences, and time kernels fairly (warm-up first).
+# >
+# > **Prerequisites.** Lesson 06 (the WKV recurrence and its stable form). No GPU needed.
+# >
+# > **Time.** about 50 minutes: reading 20 (1,507 words, 173 lines of code),
+# > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
+#
 # Everything in an RWKV layer is a matrix product, except one thing: the WKV recurrence (lesson
 # 06), a loop over time with a tiny state per channel. Real RWKV runs it in a dedicated CUDA kernel
 # (BlinkDL's `wkv_cuda.cu`). This lesson climbs the ladder of ways to run that loop, all of them in
@@ -71,6 +83,7 @@ import numba
 import numpy as np
 from numba import cuda
 
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.experiments.kernel_ladder import measure_ladder, median_ms, plot_ladder, random_wkv_inputs
 from tinyrwkv.kernels import (NO_GPU_MESSAGE, available_backends, cuda_simulator_on, get_wkv, real_gpu_present,
@@ -165,10 +178,19 @@ for shift in (0, 60, 90):
 # Numba compiles a Python function for the types it is called with. `wkv_numba` writes the loop
 # the other way round: **each (batch, channel) pair runs its whole time loop**, with its state in
 # local variables, and `prange` hands pairs to different CPU cores. That is the structure of the GPU
-# kernel too:
+# kernel too. The loop over $t$ inside is exercise 1 (`wkv_thread`), so it is cut here; read the whole
+# kernel in `tinyrwkv/kernels/wkv_numba.py` after you have tried:
 
 # %%
-print(inspect.getsource(wkv_numba._wkv_forward_kernel.py_func))
+def source_until_time_loop(fn):
+    """fn's source up to its loop over time (the loop is exercise 1, wkv_thread)."""
+    src = inspect.getsource(fn)
+    cut = src.index("for t in range(T):")
+    indent = src[src.rindex("\n", 0, cut) + 1:cut]
+    return src[:cut] + f"for t in range(T):\n{indent}    ...   # exercise 1: the stable step, per (b, c)"
+
+
+print(source_until_time_loop(wkv_numba._wkv_forward_kernel.py_func))
 
 # %%
 B, T, C = 2, 256, 64
@@ -216,6 +238,11 @@ plt.show()
 #   with something else.
 #
 # ## 4. `numba.cuda`: one thread per (batch, channel)
+
+# %%
+draw('kernel_threads')
+
+# %% [markdown]
 #
 # A GPU runs thousands of threads at once, in **blocks** (up to 1024 threads each) that the
 # hardware schedules in **warps** of 32 threads executing in lockstep. The WKV plan, from BlinkDL's
@@ -264,7 +291,7 @@ assert sorted(map(tuple, out[:, 3:])) == [(b, c) for b in range(B) for c in rang
 #   memory sees only `k`, `v` in and `y` out. This is BlinkDL's kernel:
 
 # %%
-print(inspect.getsource(wkv_cuda.wkv_forward_v2.py_func))
+print(source_until_time_loop(wkv_cuda.wkv_forward_v2.py_func))
 
 # %% [markdown]
 # * **v3, chunked over time**: at $B = 8$, $C = 768$ there are only 6144 threads, too few to keep
@@ -283,6 +310,8 @@ B, T, C = CUDA_SHAPE
 w, u, k, v, gy = random_wkv_inputs(B, T, C, seed=SEED)
 y_ref, state_ref = wkv_numpy.wkv_forward(w, u, k, v)
 for version in wkv_cuda.FORWARD_VERSIONS:
+    if not SIM:   # on a GPU the first call compiles the kernel: warm up untimed (the simulator compiles nothing)
+        wkv_cuda.wkv_forward(w, u, k, v, version=version, chunk_len=32)
     t0 = time.perf_counter()
     y_gpu, state_gpu = wkv_cuda.wkv_forward(w, u, k, v, version=version, chunk_len=4 if SIM else 32)
     seconds = time.perf_counter() - t0
@@ -314,7 +343,8 @@ else:
 # ## 5. The backward: the same recurrence, transposed
 #
 # Training needs $\partial L / \partial w, \partial u, \partial k, \partial v$ for $L = \sum y \odot g_y$.
-# `wkv_backward` (derived in the docstring of `wkv_numpy.py`) runs the recurrence forwards to save
+# `wkv_backward` (derived step by step in lesson 06, section 7; the stable version line by line in
+# the docstring of `wkv_numpy.py`) runs the recurrence forwards to save
 # the state entering each step, then backwards through the transposed recurrence. Every exponent
 # stays $\le 0$ here too. We check every backend against **finite differences in float64**,
 # $\partial L / \partial \theta \approx (L(\theta + \epsilon) - L(\theta - \epsilon)) / 2\epsilon$:

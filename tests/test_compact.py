@@ -71,6 +71,22 @@ def test_linear_equals_float32_product_with_the_dequantised_matrix(fmt, rows):
     np.testing.assert_allclose(F.linear(x.reshape(1, rows, 48), W)[0], got, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("rows", [1, 5])
+def test_parallel_and_one_thread_kernels_agree(rows):
+    """Small matrices take the one-thread twins; both variants compute the same products."""
+    w = random_matrix(70, 64)
+    x = np.random.default_rng(2).standard_normal((rows, 64)).astype(np.float32)
+    W8, W16 = Int8Weight.from_float32(w), BF16Weight.from_float32(w)
+    outs = [np.empty((rows, 70), np.float32) for _ in range(4)]
+    M.int8_matvec(W8.q, W8.scales, x, outs[0])
+    M.int8_matvec_serial(W8.q, W8.scales, x, outs[1])
+    M.bf16_matvec(W16.words, x, outs[2])
+    M.bf16_matvec_serial(W16.words, x, outs[3])
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outs[2], outs[3], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outs[0], x @ W8.to_float32().T, rtol=1e-5, atol=1e-4)
+
+
 def test_int8_groups_multiply_right_in_kernel_and_blas_paths():
     w = random_matrix(20, 64)
     W = Int8Weight.from_float32(w, group=16)

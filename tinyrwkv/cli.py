@@ -88,6 +88,8 @@ def _generate_arguments(p: argparse.ArgumentParser) -> None:
                                                           "(default: a fresh one each run)")
     p.add_argument("--stop", action="append", default=None, help="stop at this string (repeatable)")
     p.add_argument("--backend", default="auto", help="WKV kernels: auto, numba, numpy, cuda")
+    _weights_argument(p, "how the weight matrices are kept: fp32, bf16 (half the memory) or int8 (a quarter; "
+                         "faster decoding)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="cuda: the whole model on the GPU (weights and state on the device; "
                         "the CUDA simulator when NUMBA_ENABLE_CUDASIM=1)")
@@ -153,7 +155,11 @@ def _run_generate(args) -> int:
         from .kernels import NO_GPU_MESSAGE, cuda_usable
         if not cuda_usable():
             raise UsageError("--device cuda: " + NO_GPU_MESSAGE)
-    model = loading.load(model_path, backend=args.backend, device=args.device, dtype=args.dtype)
+        if args.weights != "fp32":
+            raise UsageError(f"--device cuda keeps the weights itself (--dtype float32 or float16); "
+                             f"--weights {args.weights} is for the CPU")
+    model = loading.load(model_path, backend=args.backend, weights=args.weights, device=args.device,
+                         dtype=args.dtype)
     if tok.vocab_size > model.config.vocab_size:
         raise UsageError(f"the tokenizer has {tok.vocab_size} ids but the model only {model.config.vocab_size}: "
                          f"wrong --tokenizer?")
@@ -206,6 +212,12 @@ def _info_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tensors", action="store_true", help="only the summary, not every tensor")
     p.add_argument("--headers-only", action="store_true",
                    help="read only the headers (default: also read every tensor once to count NaN/inf values)")
+    _weights_argument(p, "also print the memory the model takes with its weight matrices in this format")
+
+
+def _weights_argument(p: argparse.ArgumentParser, help: str) -> None:
+    from .nn.compact import FORMATS
+    p.add_argument("--weights", choices=FORMATS, default="fp32", help=help + " (default fp32)")
 
 
 def _run_info(args) -> int:
@@ -213,6 +225,12 @@ def _run_info(args) -> int:
     from .tokenizer import resolve_shipped
     info = inspect_checkpoint(resolve_shipped(args.source), check_values=not args.headers_only)
     lines = describe(info)
+    if info["tensors"]:
+        from .nn.compact import bytes_in_format
+        size = sum(bytes_in_format(t["name"], t["shape"], args.weights) for t in info["tensors"])
+        at = next((i + 1 for i, line in enumerate(lines) if line.startswith("parameters:")), len(lines))
+        lines.insert(at, f"memory:     {size / 2**20:.1f} MiB with {args.weights} weight matrices "
+                        f"(tinyrwkv load(..., weights={args.weights!r}))")
     if args.no_tensors:
         lines = [line for line in lines if not line.startswith("  ")]
     print("\n".join(lines))

@@ -134,7 +134,11 @@ class CharTokenizer:
         if not isinstance(data, dict) or data.get("type") != CHAR_TOKENIZER_TYPE:
             raise ValueError("not a CharTokenizer JSON (its \"type\" must be "
                              f"{CHAR_TOKENIZER_TYPE!r})")
-        return cls(list(data["chars"]), data.get("eot"))
+        chars, eot = data.get("chars"), data.get("eot")
+        if not isinstance(chars, str) or not (eot is None or isinstance(eot, str)):
+            raise ValueError(f"\"chars\" must be a string and \"eot\" a string or null, got "
+                             f"{type(chars).__name__} and {type(eot).__name__}")
+        return cls(list(chars), eot)
 
     def save(self, path) -> None:
         pathlib.Path(path).write_text(self.to_json(), encoding="utf-8")
@@ -157,8 +161,8 @@ def _from_json_file(path: pathlib.Path):
     if CHAR_TOKENIZER_TYPE in head:
         try:
             return CharTokenizer.from_json(path.read_text(encoding="utf-8"))
-        except (ValueError, KeyError) as e:
-            raise TokenizerError(f"{path}: bad CharTokenizer file ({e})") from None
+        except (ValueError, KeyError, RecursionError) as e:   # (json nested too deep: RecursionError)
+            raise TokenizerError(f"{path}: bad CharTokenizer file ({type(e).__name__}: {str(e)[:200]})") from None
     return Tokenizer.from_file(path)
 
 
