@@ -181,6 +181,7 @@ COMPILE_ALL = """
 """
 
 
+@pytest.mark.nvvm
 def test_every_kernel_compiles_for_compute_capabilities_75_80_86_90():
     """PTX for each real target, float32 and float16 weights: no float64 instruction anywhere, real
     warp shuffles in the matvecs. Runs without the simulator, in a subprocess; needs libNVVM (the
