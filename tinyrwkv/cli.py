@@ -134,13 +134,16 @@ def _run_generate(args) -> int:
 
     # 2. the model first (a missing path or an offline repo is said at once, naming every missing
     #    piece), then the backend (imports Numba), its tokenizer, then the weights are read
-    from .checkpoints.hub import locate
+    from .checkpoints.hub import NAMED_FILES, locate, named_tokenizer
+    from .loading import resolve_named
     from .tokenizer import resolve_shipped
-    model_path = locate(resolve_shipped(args.model), tokenizer_needed=not args.tokenizer)
+    model_path = locate(resolve_named(resolve_shipped(args.model)), tokenizer_needed=not args.tokenizer)
     check_backend(args.backend)
     from . import generation, loading, tokenizer
     if args.tokenizer:
         tok = tokenizer.load_tokenizer(args.tokenizer)
+    elif args.model in NAMED_FILES and named_tokenizer(args.model):   # e.g. rwkv7-pile-168m: the 20B tokenizer
+        tok = tokenizer.load_tokenizer(named_tokenizer(args.model))
     else:
         try:
             tok = tokenizer.load_tokenizer(default_tokenizer_source(model_path))
@@ -172,7 +175,8 @@ def _run_generate(args) -> int:
 
 
 def _download_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("repo", help="Hugging Face repo id, e.g. RWKV/rwkv-4-169m-pile")
+    p.add_argument("repo", help="Hugging Face repo id, e.g. RWKV/rwkv-4-169m-pile, or a release known by name: "
+                                "rwkv7-pile-168m (BlinkDL/rwkv-7-pile, RWKV-x070-Pile-168M-20241120-ctx4096.pth)")
     p.add_argument("--revision", default=None, help="a branch, tag or commit (default: main)")
     p.add_argument("--cache-dir", default=None, help="where to keep it (default: the Hugging Face cache, "
                                                      "~/.cache/huggingface)")
@@ -180,6 +184,9 @@ def _download_arguments(p: argparse.ArgumentParser) -> None:
 
 def _run_download(args) -> int:
     from .checkpoints import hub
+    if args.repo in hub.NAMED_FILES:              # a single-file release known by name (e.g. rwkv7-pile-168m)
+        print(hub.named_file(args.repo, args.cache_dir, download_if_missing=True))
+        return 0
     hub.check_repo_id(args.repo)                  # a malformed id is said before any network access
     why = hub.hub_unreachable()
     if why:                                       # offline: the cached copy if there is one, at once
@@ -195,7 +202,8 @@ def _run_download(args) -> int:
 
 
 def _info_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="repo id, folder, .safetensors, .bin, .pth, or 'tiny' (the shipped model)")
+    p.add_argument("source", help="repo id, folder, .safetensors, .bin, .pth, 'tiny' (the shipped model) or "
+                                  "'rwkv7-pile-168m' (once downloaded)")
     p.add_argument("--no-tensors", action="store_true", help="only the summary, not every tensor")
     p.add_argument("--headers-only", action="store_true",
                    help="read only the headers (default: also read every tensor once to count NaN/inf values)")
@@ -210,7 +218,8 @@ def _weights_argument(p: argparse.ArgumentParser, help: str) -> None:
 def _run_info(args) -> int:
     from .checkpoints import describe, inspect_checkpoint
     from .tokenizer import resolve_shipped
-    info = inspect_checkpoint(resolve_shipped(args.source), check_values=not args.headers_only)
+    from .loading import resolve_named
+    info = inspect_checkpoint(resolve_named(resolve_shipped(args.source)), check_values=not args.headers_only)
     lines = describe(info)
     if info["tensors"]:
         from .nn.compact import bytes_in_format

@@ -36,6 +36,20 @@ def model_class(version):
     raise ValueError(f"no model for RWKV version {version!r}; known: 4, 5.2, 6, 7")
 
 
+def resolve_named(source, cache_dir=None):
+    """A release known by name ("rwkv7-pile-168m") -> its cached file; CheckpointError with the
+    download command when it is not downloaded. Anything else is returned unchanged."""
+    from .checkpoints import hub
+    if not isinstance(source, str) or source not in hub.NAMED_FILES:
+        return source
+    path = hub.named_file(source, cache_dir)
+    if path is None:
+        repo, filename, _ = hub.NAMED_FILES[source]
+        raise CheckpointError(f"{source} ({repo}/{filename}) is not downloaded here; run once with internet: "
+                              f"tinyrwkv download {source}")
+    return path
+
+
 def load(source, backend: str = "auto", *, weights: str = "fp32", revision: Optional[str] = None,
          cache_dir=None, progress: bool = True, allow_nonfinite: bool = False) -> RWKVBase:
     """Reads an RWKV-4, -5.2, -6 or -7 checkpoint (see ``tinyrwkv.checkpoints.read_checkpoint`` for
@@ -52,7 +66,7 @@ def load(source, backend: str = "auto", *, weights: str = "fp32", revision: Opti
     A weight holding NaN or infinity is refused unless ``allow_nonfinite=True``.
     Raises CheckpointError naming the file, key or shape at fault, or saying what an unsupported
     file looks like."""
-    source = resolve_shipped(source)
+    source = resolve_named(resolve_shipped(source), cache_dir)
     convert = None if check_format(weights) == "fp32" else compact_reader(weights)
     config, params = read_checkpoint(source, revision=revision, cache_dir=cache_dir, progress=progress,
                                      convert=convert, allow_nonfinite=allow_nonfinite)
