@@ -145,6 +145,44 @@ def prompt_speed(model, length: int = 512, repeats: int = 2) -> float:
     return length / best
 
 
+def prompt_profile(model, length: int = 512, repeats: int = 3) -> dict:
+    """Where a ``length``-token prompt's time goes (last logits only): seconds in the matrix products
+    (every ``F.linear``), in the WKV recurrence, and in everything else (layer norms, mixes, gates,
+    the embedding), from the best of ``repeats`` calls, timed by wrapping those two functions."""
+    import contextlib
+
+    from ..nn import functional as F
+    spent = {"linear": 0.0, "wkv": 0.0}
+
+    def timed(fn, key):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[key] += time.perf_counter() - t0
+        return wrapper
+
+    prompt = np.arange(length) % model.config.vocab_size
+    model.forward(prompt[:8], full_output=False)
+    best = None
+    linear, wkv_forward = F.linear, model.wkv.wkv_forward
+    with contextlib.ExitStack() as undo:
+        F.linear = timed(linear, "linear")
+        model.wkv.wkv_forward = timed(wkv_forward, "wkv")
+        undo.callback(setattr, F, "linear", linear)
+        undo.callback(setattr, model.wkv, "wkv_forward", wkv_forward)
+        for _ in range(repeats):
+            spent.update(linear=0.0, wkv=0.0)
+            t0 = time.perf_counter()
+            model.forward(prompt, full_output=False)
+            total = time.perf_counter() - t0
+            if best is None or total < best["total"]:
+                best = {"total": total, **spent}
+    best["other"] = best["total"] - best["linear"] - best["wkv"]
+    return best
+
+
 def quality(reference, model, tokens) -> dict:
     """How far ``model``'s logits are from ``reference``'s (same weights, other format) over ``tokens``
     (one parallel-mode pass): {"top1_agreement", "max_abs_logit_diff", "mean_abs_logit_diff",
