@@ -822,6 +822,8 @@ def main(argv=None):
     cfg = TINY if args.tiny else FULL
     warnings.filterwarnings("ignore", message="Simulator timings are bogus")
     warnings.filterwarnings("ignore", category=Warning, module="numba")
+    for message in (".*under-utilization.*", ".*Host array used in CUDA kernel.*", ".*Simulator timings.*"):
+        warnings.filterwarnings("ignore", message=message)      # numba(-cuda) performance notes at small launches
     out_path = Path(args.out)
     results = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "tiny": args.tiny, "prompt_len": cfg["prompt_len"],
                "vocab_size": cfg["model"]["vocab_size"],

@@ -22,7 +22,7 @@ if not cuda_usable():
                 allow_module_level=True)
 
 from tinyrwkv.models.rwkv import RWKV, RWKVConfig, RWKVState  # noqa: E402
-from tinyrwkv.runners.cuda_rwkv4 import DeviceRWKV, DeviceRWKVState  # noqa: E402
+from tinyrwkv.runners.cuda_rwkv4 import DeviceRWKV, DeviceRWKVState, count_copies  # noqa: E402
 
 CONFIG = RWKVConfig(n_layer=2, n_embd=32, vocab_size=64, ffn_dim=128)
 TOL = 1e-5
@@ -78,6 +78,15 @@ def test_single_sequence_last_logits_host_state_and_transfers(models):
     # and one logits download per call; a device state is copied on the device, not across.
     assert dev.transfers["to_device"] - before["to_device"] == 3
     assert dev.transfers["to_host"] - before["to_host"] == 2
+    # counted from outside (numba.cuda's own functions wrapped): the runner against the NumPy model
+    # whose WKV alone runs on the device through the host wrappers (7 uploads, 4 downloads per layer)
+    with count_copies() as n_dev:
+        dev.step(5, state)
+    hybrid = RWKV(CONFIG, ref.params, backend="cuda")
+    with count_copies() as n_hybrid:
+        hybrid.step(5, want_state)
+    assert n_dev == {"to_device": 1, "to_host": 1}
+    assert n_hybrid == {"to_device": 7 * CONFIG.n_layer, "to_host": 4 * CONFIG.n_layer}
 
 
 def test_fp16_storage_equals_numpy_on_the_same_rounded_weights(models):

@@ -35,6 +35,7 @@ Kernel versions are chosen per model (``matvec_version`` ...), so the lesson and
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -47,6 +48,37 @@ from ..models.rwkv import RWKVBase, RWKVConfig, RWKVState, check_params
 STORAGE_DTYPES = ("float32", "float16")
 MATRICES = ("att.key.weight", "att.value.weight", "att.receptance.weight", "att.output.weight",
             "ffn.key.weight", "ffn.receptance.weight", "ffn.value.weight")
+
+
+@contextlib.contextmanager
+def count_copies():
+    """Counts host <-> device copies made through ``numba.cuda`` inside the block:
+
+        with count_copies() as n:
+            model.step(0, state)
+        n == {"to_device": ..., "to_host": ...}
+
+    It wraps ``cuda.to_device`` and the device arrays' ``copy_to_host`` for the duration (what every
+    module of this package uses), so it counts any model's copies, not only DeviceRWKV's own tally.
+    """
+    from numba import cuda
+    counts = {"to_device": 0, "to_host": 0}
+    to_device, array_type = cuda.to_device, type(cuda.device_array(1, np.float32))
+    copy_to_host = array_type.copy_to_host
+
+    def counted_to_device(*args, **kwargs):
+        counts["to_device"] += 1
+        return to_device(*args, **kwargs)
+
+    def counted_copy_to_host(self, *args, **kwargs):
+        counts["to_host"] += 1
+        return copy_to_host(self, *args, **kwargs)
+
+    cuda.to_device, array_type.copy_to_host = counted_to_device, counted_copy_to_host
+    try:
+        yield counts
+    finally:
+        cuda.to_device, array_type.copy_to_host = to_device, copy_to_host
 
 
 def default_versions() -> dict:
