@@ -123,6 +123,7 @@ def test_bench_names_the_extra_to_install(capsys, monkeypatch):
     code, out, err = run(capsys, "bench", "--tiny", "--only", "rwkv", "--only", "transformers", "--rounds", "1")
     assert code == 0, err
     assert 'rwkv' in out and 'not installed: pip install -e ".[bench]"' in out and "pip install torch rwkv" in out
+    one_line_error(*run(capsys, "bench", "--tiny", "--workdir", "/no/such/folder"), "--workdir /no/such/folder")
 
 
 def test_only_our_errors_become_exit_2(capsys, monkeypatch, model_dir=None):
