@@ -19,9 +19,10 @@ Every model reads the same token ids in serial mode, through its own ``step``: R
 and then each model continues the prompt greedily (its outputs, side by side).
 
 The peers are sized like the RWKV: with the tiny shipped RWKV (char-level, small_tales) they are
-the GPT and LSTM of ``tinyrwkv.recipes`` (the same parameter count), briefly
-trained here on the same corpus (``train_steps``; the shipped RWKV trained far longer, so their
-outputs are worse for that reason too, as the table says). With any other RWKV checkpoint (e.g.
+the GPT and LSTM of ``tinyrwkv.recipes`` (the same parameter count), shipped trained
+(tinyrwkv/data/peer_*.npz: the tiny RWKV's recipe for 400 steps, by scripts/train_compare_peers.py;
+the shipped RWKV trained longer, and the table says so), or trained here for ``train_steps``. Another
+char-level RWKV of the tales' vocabulary gets peers of its own size, trained here. With any other RWKV checkpoint (e.g.
 the real 169M) the peers have its width, depth and vocabulary but random weights: their times
 and state sizes are real, their text is noise, and the table says "untrained".
 """
