@@ -13,6 +13,21 @@
 # %% [markdown]
 # # 00 · A tour of tinyrwkv
 #
+# > **Objectives.** After this lesson you can
+# > 1. check that your install runs, and say which WKV backends (NumPy, `@njit`, `numba.cuda`) you have;
+# > 2. run a language model in parallel mode and in RNN mode and show that both give the same logits;
+# > 3. explain what temperature and top-p do to a next-token distribution, and generate text.
+# >
+# > **Prerequisites.** Python and NumPy arrays. No machine learning yet: the course builds it.
+# >
+# > **Time.** about 45 minutes: reading 15 (1,255 words, 125 lines of code),
+# > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
+# >
+# > *How the times in these boxes are estimated* (every lesson): reading the text at 150 words a
+# > minute and the code at 15 lines a minute, plus the lesson's measured run time in full mode on a
+# > 2-core laptop-class CPU, plus 10 minutes per exercise. `python scripts/lesson_times.py` recomputes
+# > them. Your own pace will differ; the ratios between lessons are the useful part.
+#
 # **tinyrwkv** rebuilds, from scratch and in plain NumPy (plus a few Numba kernels), the line of
 # sequence models that ends in **RWKV-4**:
 #
@@ -50,8 +65,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import tinyrwkv
+from tinyrwkv.data.corpus import load_corpus
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
+from tinyrwkv.generation import top_p_filter
 from tinyrwkv.kernels import available_backends
+from tinyrwkv.knobs import explore
 from tinyrwkv.loading import REAL_169M, download_command, find_local_model
 from tinyrwkv.nn import functional as F
 
@@ -104,6 +123,11 @@ assert "numpy" in backends and "numba" in backends
 
 # %% [markdown]
 # ## 3. The map of the course
+
+# %%
+draw('course_map')
+
+# %% [markdown]
 #
 # | lesson | what you build and see |
 # |---|---|
@@ -121,15 +145,18 @@ assert "numpy" in backends and "numba" in backends
 #
 # ## 4. A tiny RWKV that ships with the package
 #
-# `tinyrwkv.load("tiny")` reads a 4-layer RWKV-4 of width 64 (about 0.22 M parameters) trained on
-# `small_tales`, about 33 KB of short stories shipped with the package, one **character** per
-# token. It loads through the same code as the real 169M model; only the sizes differ.
+# `tinyrwkv.load("tiny")` reads a 4-layer RWKV-4 of width 64 trained on `small_tales`, a file of
+# short stories shipped with the package, one **character** per token (the cell prints the sizes).
+# It loads through the same code as the real 169M model; only the sizes differ.
 
 # %%
 model = tinyrwkv.load("tiny", progress=False)
 tokenizer = tinyrwkv.load_tokenizer("tiny")
 print(model)
 print(model.config)
+corpus = load_corpus()
+print(f"{model.num_parameters():,} parameters; trained on {len(corpus.train_ids):,} characters of {corpus.name} "
+      f"({len(corpus.val_ids):,} more held out)")
 print(f"vocabulary: {tokenizer.vocab_size} characters: {tokenizer.decode(list(range(tokenizer.vocab_size)))!r}")
 
 # %% [markdown]
@@ -162,6 +189,9 @@ assert np.allclose(logits_parallel[-1], logits_serial, atol=1e-4)
 # first: $p_i = e^{z_i/\tau} / \sum_j e^{z_j/\tau}$. Low $\tau$ sharpens the distribution (at
 # $\tau \to 0$ only the most likely token is left: greedy decoding); high $\tau$ flattens it.
 # Here are the model's top guesses after two prompts, at three temperatures.
+#
+# **Top-p** (nucleus) sampling then keeps only the most likely tokens whose probabilities add up
+# to $p$ and samples among them: the long tail of unlikely characters is cut off.
 
 # %%
 def top_next(model, tokenizer, prompt, k=8):
@@ -187,6 +217,40 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ### Turn the knobs: temperature and top-p
+#
+# Both knobs act on the same distribution, one after the other, exactly as `tinyrwkv.generate` does
+# it (`generation.next_token`: divide the logits by $\tau$, then the top-p filter). The bars are the
+# probabilities the sampler draws from; grey bars are tokens that top-p removed. In a live notebook
+# with `ipywidgets` these are sliders; elsewhere a grid of settings. Watch how a high temperature
+# lets more tokens into the nucleus, and how a small $p$ with a low $\tau$ leaves only one: greedy.
+
+# %%
+knob_logits = top_next(model, tokenizer, "Once upon a ti", k=1)[2].astype(np.float64)     # (V,)
+shown = np.argsort(-knob_logits)[:12]                             # the 12 most likely at temperature 1
+
+
+def draw_sampler(ax, temperature, top_p):
+    """The distribution next_token samples from after 'Once upon a ti', at one temperature and top-p."""
+    filtered = top_p_filter(knob_logits / temperature, top_p)
+    probs = F.softmax(filtered)                                   # exp(-inf) = 0 for the removed tokens
+    kept = np.isfinite(filtered[shown])
+    ax.bar(np.arange(len(shown)), np.where(kept, probs[shown], 0), color="tab:blue")
+    ax.bar(np.arange(len(shown)), np.where(kept, 0, F.softmax(knob_logits / temperature)[shown]), color="lightgray")
+    ax.set_xticks(np.arange(len(shown)), [repr(tokenizer.decode([int(i)]))[1:-1] for i in shown], fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.text(0.98, 0.95, f"{int(np.isfinite(filtered).sum())} tokens kept", transform=ax.transAxes, ha="right",
+            va="top", fontsize=8)
+
+
+knob_view = explore(draw_sampler, {"temperature": [0.3, 0.5, 0.8, 1.0, 1.5, 2.0], "top_p": [0.5, 0.7, 0.9, 0.95, 1.0]},
+                    static={"temperature": [0.5, 1.0, 2.0], "top_p": [0.5, 0.9, 1.0]},
+                    title="the tiny RWKV's next character after 'Once upon a ti'")
+for tau in (0.5, 2.0):
+    n_kept = int(np.isfinite(top_p_filter(knob_logits / tau, 0.9)).sum())
+    print(f"temperature {tau}: top-p 0.9 keeps {n_kept} of {len(knob_logits)} characters")
+
+# %% [markdown]
 # ## 6. Generation
 #
 # `tinyrwkv.generate` runs the prompt in parallel mode, then samples one token at a time in RNN
@@ -194,10 +258,11 @@ plt.show()
 # penalties (the same sampler as for the real model). A `seed` makes a sample reproducible.
 
 # %%
+tinyrwkv.generate(model, tokenizer, prompt, max_new_tokens=2, temperature=0)   # warm-up: compiles, untimed
 t0 = time.perf_counter()
 greedy = tinyrwkv.generate(model, tokenizer, prompt, max_new_tokens=NEW_TOKENS, temperature=0)
 seconds = time.perf_counter() - t0
-print(f"greedy ({NEW_TOKENS / seconds:,.0f} characters/s):\n{prompt}{greedy}\n")
+print(f"greedy ({NEW_TOKENS / seconds:,.0f} characters/s after a warm-up call):\n{prompt}{greedy}\n")
 sampled = tinyrwkv.generate(model, tokenizer, prompt, max_new_tokens=NEW_TOKENS, temperature=0.8, top_p=0.9, seed=SEED)
 print(f"sampled (temperature 0.8, top-p 0.9, seed {SEED}):\n{prompt}{sampled}")
 assert len(greedy) == NEW_TOKENS and sampled == tinyrwkv.generate(
@@ -206,13 +271,17 @@ assert len(greedy) == NEW_TOKENS and sampled == tinyrwkv.generate(
 # %% [markdown]
 # Greedy decoding tends to fall into a loop: always taking the single most likely character walks
 # into the same well-worn phrase again and again. Sampling escapes the loops, at the price
-# of some made-up words. The model has seen only about 30,000 characters, so it is a good speller
+# of some made-up words. The model has seen only the 30 thousand training characters counted in
+# section 4, so it is a good speller
 # and a poor storyteller. Scale is what the real model adds.
 #
 # ## 7. The real RWKV-4 169M, if you have downloaded it
 #
-# The released `RWKV/rwkv-4-169m-pile` (12 layers of width 768, trained on the Pile, 300 billion
-# tokens) is about 650 MB. tinyrwkv never downloads it behind your back.
+# The released `RWKV/rwkv-4-169m-pile` (12 layers of width 768, lesson 07 counts its parameters)
+# was trained on the Pile, for 332 billion tokens according to BlinkDL's model card
+# ([BlinkDL/rwkv-4-pile-169m](https://huggingface.co/BlinkDL/rwkv-4-pile-169m)). Its float32
+# weights take about 680 MB in float32 (169,342,464 parameters, lesson 07, x 4 bytes). tinyrwkv never
+# downloads it behind your back.
 # `find_local_model` looks for it **without the network**: in the environment variable
 # `TINYRWKV_MODEL` (a folder or checkpoint file) and in the Hugging Face cache. If it is there, we
 # greedily continue "Hello my name is", for which transformers' own test expects
@@ -228,9 +297,11 @@ else:
     real_tokenizer = tinyrwkv.load_tokenizer(os.environ.get("TINYRWKV_TOKENIZER") or
                                              (real_path if real_path.is_dir() else real_path.parent))
     print(real)
+    tinyrwkv.generate(real, real_tokenizer, "Hello", max_new_tokens=1, temperature=0)   # warm-up, untimed
     t0 = time.perf_counter()
     text = tinyrwkv.generate(real, real_tokenizer, "Hello my name is", max_new_tokens=10, temperature=0)
-    print(f"'Hello my name is{text}'  ({10 / (time.perf_counter() - t0):.1f} tokens/s including the prompt)")
+    print(f"'Hello my name is{text}'  ({10 / (time.perf_counter() - t0):.1f} tokens/s including the prompt, "
+          f"after a warm-up call)")
 
 # %% [markdown]
 # ## Summary

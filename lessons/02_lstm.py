@@ -13,6 +13,18 @@
 # %% [markdown]
 # # 02 · The LSTM: a cell state the gradient can travel along
 #
+# > **Objectives.** After this lesson you can
+# > 1. write the LSTM cell with torch's gate order $(i, f, g, o)$ and load torch weights into it;
+# > 2. explain why the additive cell path ($\partial c_t / \partial c_{t-1} = \mathrm{diag}(f_t)$)
+# >    keeps gradients alive, and why the forget gate's bias starts at 1;
+# > 3. show on the copy task that an LSTM remembers across a delay where an RNN does not, and read
+# >    its gates while it does.
+# >
+# > **Prerequisites.** Lesson 01 (BPTT, vanishing gradients).
+# >
+# > **Time.** about 50 minutes: reading 15 (1,215 words, 133 lines of code),
+# > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
+#
 # Lesson 01 ended with a diagnosis. An RNN's gradient between two steps $d$ apart is a product
 # of $d$ Jacobians $\mathrm{diag}(1 - h^2)\, W_{hh}$, so it shrinks (or grows) geometrically with
 # $d$; clipping tames growth but cannot bring back a signal that has shrunk to $10^{-10}$.
@@ -38,12 +50,12 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import inspect
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from tinyrwkv.data.copy_task import CopyTask
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.experiments.gradient_flow import gradient_vs_distance
 from tinyrwkv.models.lstm import LSTMLanguageModel, LSTMLayer
@@ -60,6 +72,11 @@ print(f"FAST={FAST}: {STEPS} steps per run, delays {DELAYS}")
 
 # %% [markdown]
 # ## 1. The equations
+
+# %%
+draw('lstm_cell')
+
+# %% [markdown]
 #
 # One LSTM step reads $x_t$ and the previous state $(h_{t-1}, c_{t-1})$. Four blocks of
 # pre-activations come out of one matrix product, in **torch's order i, f, g, o** (rows
@@ -78,12 +95,10 @@ print(f"FAST={FAST}: {STEPS} steps per run, delays {DELAYS}")
 # elementwise ($\odot$). Because these are `torch.nn.LSTM`'s exact equations and layout, torch
 # weights load directly (`LSTM.load_torch_state_dict`; the tests match torch to $10^{-12}$).
 #
-# The sequence machinery is lesson 01's `RecurrentLayer`, unchanged; the LSTM only writes its cell:
-
-# %%
-print(inspect.getsource(LSTMLayer.step))
-
-# %% [markdown]
+# The sequence machinery is lesson 01's `RecurrentLayer`, unchanged; the LSTM only writes its cell
+# (`LSTMLayer.step` in `tinyrwkv/models/lstm.py`: the answer to exercise 1, so read it after you
+# have tried).
+#
 # Shapes: each weight holds the four gates stacked, so $W_{ih}$ is $(4H, D)$. Slicing the rows
 # gives each gate's own matrix:
 
@@ -131,13 +146,9 @@ assert layer.num_parameters() == 4 * rnn_layer.num_parameters() == 4 * (H * D + 
 # per unit and per step, how long to remember.
 #
 # There are other paths too (through $h_{t-1}$ into the gates), but the gradient only needs one
-# path that does not shrink. In tinyrwkv's backward, the cell's highway is one line,
-# `dc_prev = dc * f`:
-
-# %%
-print(inspect.getsource(LSTMLayer.step_backward))
-
-# %% [markdown]
+# path that does not shrink. In tinyrwkv's backward (`LSTMLayer.step_backward`), the cell's
+# highway is one multiplication by $f$; exercise 2 asks you for the whole of $\partial L/\partial c_{t-1}$.
+#
 # **The forget gate's bias.** With torch's default init every pre-activation is near 0, so
 # $f \approx \sigma(0) = 0.5$ at the start: the cell *halves* every step, and the gradient along
 # it falls like $0.5^d$ — as fast as an RNN's. Adding 1 to the forget gate's bias (Gers et al.

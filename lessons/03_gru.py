@@ -13,6 +13,17 @@
 # %% [markdown]
 # # 03 · The GRU: the LSTM's idea with two gates and no separate cell
 #
+# > **Objectives.** After this lesson you can
+# > 1. write the GRU cell (reset, update, candidate) in torch's convention;
+# > 2. read its update as an interpolation $h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}$ and
+# >    find its gradient highway;
+# > 3. count the parameters of RNN, LSTM and GRU layers and compare the three on the same tasks.
+# >
+# > **Prerequisites.** Lessons 01 and 02.
+# >
+# > **Time.** about 45 minutes: reading 10 (903 words, 96 lines of code),
+# > running 3 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
+#
 # The LSTM of lesson 02 fixed vanishing gradients with an additive cell path and three gates.
 # The **Gated Recurrent Unit** (Cho et al. 2014) asks: how much of that machinery is needed?
 # It keeps one state $h_t$ (no separate cell), merges the input and forget gates into a single
@@ -42,6 +53,7 @@ import numpy as np
 
 from tinyrwkv.data.copy_task import CopyTask
 from tinyrwkv.data.corpus import load_corpus
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.models.gru import GRU, GRULanguageModel, GRULayer
 from tinyrwkv.models.lstm import LSTM, LSTMLanguageModel
@@ -58,6 +70,11 @@ print(f"FAST={FAST}: copy task delay {COPY_DELAY}, {COPY_STEPS} steps; char LM {
 
 # %% [markdown]
 # ## 1. The equations
+
+# %%
+draw('gru_cell')
+
+# %% [markdown]
 #
 # One GRU step, exactly `torch.nn.GRU` (gate order **r, z, n** in $W_{ih}$, $W_{hh}$ and both biases):
 #
@@ -73,14 +90,11 @@ print(f"FAST={FAST}: copy task delay {COPY_DELAY}, {COPY_STEPS} steps; char LM {
 # $r_t \odot (W_{hn} h_{t-1} + b_{hn})$, and the reset gate scales the bias $b_{hn}$ too. The
 # after-version lets all three recurrent products $W_{hr} h, W_{hz} h, W_{hn} h$ be one matrix
 # product, computed before $r$ is known. Both work; they are not interchangeable, and to load
-# torch weights you must use torch's. tinyrwkv does:
-
-# %%
-print(inspect.getsource(GRULayer.step))
-
-# %% [markdown]
-# `hw` is the one recurrent product $h_{t-1} W_{hh}^\top + b_{hh}$ of shape $(B, 3H)$, sliced into
-# $[h_r \mid h_z \mid h_n]$; `hn` already contains $b_{hn}$, so `r * hn` is torch's
+# torch weights you must use torch's. tinyrwkv does (`GRULayer.step` in `tinyrwkv/models/gru.py`,
+# the answer to exercise 1: read it after you have tried).
+#
+# The one recurrent product $h_{t-1} W_{hh}^\top + b_{hh}$ has shape $(B, 3H)$ and is sliced into
+# $[h_r \mid h_z \mid h_n]$; $h_n$ already contains $b_{hn}$, so $r \odot h_n$ is torch's
 # $r \odot (W_{hn} h + b_{hn})$. Shapes:
 
 # %%

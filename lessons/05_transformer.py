@@ -13,6 +13,17 @@
 # %% [markdown]
 # # 05 · The Transformer: attention is all you need
 #
+# > **Objectives.** After this lesson you can
+# > 1. write scaled dot-product attention with causal and padding masks, and split it into heads;
+# > 2. explain why attention needs positional encodings, and build the sinusoidal ones;
+# > 3. assemble a Transformer block and train an encoder-decoder on lesson 04's task;
+# > 4. run a GPT with a KV cache and measure attention's $O(T^2)$ time and memory.
+# >
+# > **Prerequisites.** Lesson 04 (attention as a soft lookup); matrix products and broadcasting.
+# >
+# > **Time.** about 65 minutes: reading 25 (1,519 words, 186 lines of code),
+# > running 3 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
+#
 # GNMT (lesson 04) read the source with LSTMs and used attention only as a bridge between encoder
 # and decoder. Every LSTM step still waited for the step before it, so training could not run the
 # positions of a sentence in parallel. Vaswani et al. (2017) dropped the recurrence entirely:
@@ -28,6 +39,22 @@
 # 5. the encoder-decoder on the same dates task as lesson 04;
 # 6. a GPT (decoder only) and its **KV cache**;
 # 7. the price: **O(T²)**, measured.
+#
+# **Notation** (one symbol, one meaning, in this lesson):
+#
+# | symbol | meaning |
+# |---|---|
+# | $B$, $T$ | batch size, sequence length ($T_q$, $T_k$: of the queries, of the keys) |
+# | $t$ | the position being generated (section 6) |
+# | $i$, $j$ | a query position, a key position |
+# | $p$, $p'$; $\Delta$ | two positions (subscripts of $PE$); an offset between positions |
+# | $E$ | model width (lessons 06–11 call RWKV's width $C$) |
+# | $H$ | number of heads; $D = E / H$ the width of one head (of $q$, $k$, $v$) |
+# | $L$ | number of layers |
+# | $q_i, k_j, v_j$; $Q, K, V$ | one query, key, value; all of them stacked as matrices |
+# | $M$ | the mask added to the scores: $0$ = may attend, $-\infty$ = may not |
+# | $W_q, W_k, W_v, W_o$ | the projections; $W_1, W_2$ the feed-forward net's |
+# | $m$, $\omega_m$ | a frequency index of the positional encoding, and its frequency |
 
 # %%
 import os
@@ -45,6 +72,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tinyrwkv.data.translation import BOS, EOS, PAD, DateTask
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.experiments.attention_cost import measure_cost
 from tinyrwkv.models.decoding import greedy_decode
@@ -127,8 +155,7 @@ assert np.all(np.triu(weights[0], k=1) == 0)                    # ... with no we
 # `(B, T, E) -> (B, T, H, E/H) -> (B, H, T, E/H)`.
 
 # %%
-print(inspect.getsource(MultiHeadAttention.split_heads))
-B, T, E, H = 2, 6, 16, 4
+B, T, E, H = 2, 6, 16, 4                                      # (split_heads itself is exercise 4)
 mha = MultiHeadAttention(E, H, rng=rng)
 x = rng.normal(size=(B, T, E)).astype(np.float32)
 heads = mha.split_heads(x)
@@ -146,10 +173,10 @@ assert y.shape == (B, T, E) and cache.weights.shape == (B, H, T, T)
 # alike. A Transformer therefore **adds** a position signal to each token's embedding. The
 # original uses fixed sinusoids, one pair of channels per frequency:
 #
-# $$ PE_{p, 2i} = \sin\!\left(\frac{p}{10000^{2i/C}}\right), \qquad PE_{p, 2i+1} = \cos\!\left(\frac{p}{10000^{2i/C}}\right). $$
+# $$ PE_{p, 2m} = \sin\!\left(\frac{p}{10000^{2m/E}}\right), \qquad PE_{p, 2m+1} = \cos\!\left(\frac{p}{10000^{2m/E}}\right). $$
 #
 # Each channel pair is a clock running at its own speed (wavelengths from $2\pi$ to
-# $10000 \cdot 2\pi$). Moving $k$ positions turns every clock by a fixed angle, so $PE_{p+k}$ is a
+# $10000 \cdot 2\pi$). Moving $\Delta$ positions turns every clock by a fixed angle, so $PE_{p+\Delta}$ is a
 # fixed rotation of $PE_p$ and attention can learn relative offsets; and any position can be
 # computed, even past the training length.
 
@@ -168,25 +195,30 @@ y_pe_perm, _ = layer.forward(x[:, permutation] + pe)
 print("with positions added, it does not:", not np.allclose(y_pe_perm, y_pe[:, permutation], atol=1e-5))
 
 # %%
-table = sinusoidal_positions(64, 32)                          # (T, C)
+table = sinusoidal_positions(64, 32)                          # (T, E)
 assert table.shape == (64, 32)
-similarity = table @ table.T                                  # (T, T): PE_p . PE_q
+similarity = table @ table.T                                  # (T, T): PE_p . PE_p'
 fig, (ax_table, ax_sim) = plt.subplots(1, 2, figsize=(11, 4))
 image = ax_table.imshow(table.T, cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
-ax_table.set(title="Sinusoidal positional encoding (C = 32)", xlabel="position p (tokens)",
+ax_table.set(title="Sinusoidal positional encoding (E = 32)", xlabel="position p (tokens)",
              ylabel="channel (even: sin, odd: cos)")
 fig.colorbar(image, ax=ax_table, label="PE value (unitless)")
 image = ax_sim.imshow(similarity, cmap="viridis", aspect="auto")
-ax_sim.set(title="Dot product of two positions' encodings", xlabel="position q (tokens)", ylabel="position p (tokens)")
-fig.colorbar(image, ax=ax_sim, label="PE_p · PE_q (unitless)")
+ax_sim.set(title="Dot product of two positions' encodings", xlabel="position p' (tokens)", ylabel="position p (tokens)")
+fig.colorbar(image, ax=ax_sim, label="PE_p · PE_p' (unitless)")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The right panel depends only on $|p - q|$ (constant along diagonals): the dot product of two
-# encodings is a sum of $\cos(\omega_i (p - q))$, a function of the distance alone.
+# The right panel depends only on $|p - p'|$ (constant along diagonals): the dot product of two
+# encodings is a sum of $\cos(\omega_m (p - p'))$, a function of the distance alone.
 #
 # ## 4. The block: attention, FFN, residual + layer norm
+
+# %%
+draw('transformer_block')
+
+# %% [markdown]
 #
 # A Transformer layer has two **sublayers**: self-attention (positions talk to each other) and a
 # position-wise **feed-forward network** $\mathrm{FFN}(x) = W_2\, \mathrm{relu}(W_1 x + b_1) + b_2$
@@ -289,7 +321,7 @@ plt.show()
 # the keys and values of old tokens never change (the causal mask means a position never sees
 # later ones), so we can **cache** them: each step computes $q, k, v$ for the new token only,
 # appends $k, v$ to the cache, and attends with one query — $O(t)$ per token. The price is memory:
-# the cache holds $2 \times \text{layers} \times t \times C$ floats and grows with the context,
+# the cache holds $2 \times L \times t \times E$ floats and grows with the context,
 # while an RNN (and RWKV) carries a fixed-size state.
 
 # %%
@@ -303,7 +335,7 @@ for t in range(ids.shape[1]):
     step_logits.append(logits_t)
 step_logits = np.stack(step_logits, axis=1)                   # (B, T, V)
 keys, values = state["kv"][0]
-print("cache after 10 tokens, layer 0: keys", keys.shape, "values", values.shape, " (B, H, T, C/H)")
+print("cache after 10 tokens, layer 0: keys", keys.shape, "values", values.shape, " (B, H, t, D)")
 print("max |step - forward| over all positions:", float(np.abs(step_logits - full_logits).max()))
 print("KV-cache floats per sequence at T = 10, 100, 1000:", [gpt.state_size(t) for t in (10, 100, 1000)])
 assert keys.shape == (2, 4, 10, 8)
@@ -321,6 +353,7 @@ def attention_cost(T, heads=4, head_dim=16, repeats=3):
     """Best-of wall time (ms) and peak NumPy allocation (MiB) of one causal self-attention over T positions."""
     q, k, v = np.random.default_rng(0).normal(size=(3, 1, heads, T, head_dim)).astype(np.float32)
     mask = causal_mask(T)
+    scaled_dot_product_attention(q, k, v, mask)                  # warm-up, untimed: first-call allocations
     best = np.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -390,7 +423,7 @@ plt.show()
 #   barely moves at these sizes (only the one new query's $O(T)$ attention grows), and the RNN
 #   is flat and cheapest;
 # * memory: without a cache each forward builds a $T \times T$ attention matrix, so the peak grows
-#   as $T^2$; the KV cache grows linearly ($2 \cdot L \cdot T \cdot C$ floats); the RNN's state
+#   as $T^2$; the KV cache grows linearly ($2 \cdot L \cdot T \cdot E$ floats); the RNN's state
 #   does not grow at all.
 #
 # That last point is RWKV's opening: a model that trains in parallel like a Transformer but

@@ -13,10 +13,39 @@
 # %% [markdown]
 # # 07 · The real RWKV-4 169M
 #
+# > **Objectives.** After this lesson you can
+# > 1. load a released RWKV-4 checkpoint and account for every one of its parameters
+# >    ($13\,C^2$ per block, computed from the parameter table);
+# > 2. read a layer's decay spectrum (half-lives from `time_decay`) and its token-shift mixes;
+# > 3. explain what temperature and top-p do to the next-token distribution, and generate;
+# > 4. run causal tracing and say in which layers' states a fact travels.
+# >
+# > **Prerequisites.** Lesson 06 (WKV, time-mix, channel-mix, the notation below); lesson 00's
+# > sampling. The real model is optional: without it every cell runs on the tiny model and says so.
+# >
+# > **Time.** about 50 minutes: reading 20 (1,604 words, 132 lines of code),
+# > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
+#
 # Lesson 06 built RWKV-4 from its equations. This lesson opens the model that BlinkDL trained with
-# them: **RWKV-4 169M Pile**, 12 layers of width 768, a vocabulary of 50,277 GPT-NeoX tokens,
-# trained on the 300 billion tokens of the Pile. It is the same code as lesson 06, with learned
-# weights. We will
+# them: **RWKV-4 169M Pile**, 12 layers of width 768, a vocabulary of 50,277 GPT-NeoX tokens
+# (these sizes are printed from the configuration in section 1). It was trained on the Pile; its
+# model card gives **332 billion tokens** ("Trained on the Pile for 332B tokens",
+# [BlinkDL/rwkv-4-pile-169m](https://huggingface.co/BlinkDL/rwkv-4-pile-169m), the original
+# checkpoint that [RWKV/rwkv-4-169m-pile](https://huggingface.co/RWKV/rwkv-4-169m-pile) converts).
+# It is the same code as lesson 06, with learned weights.
+#
+# **Notation** (as in lesson 06, one symbol per meaning):
+#
+# | symbol | meaning | checkpoint name |
+# |---|---|---|
+# | $L$, $C$, $F$, $V$ | layers, width, channel-mix hidden width ($F = 4C$), vocabulary | `n_layer`, `n_embd`, `ffn_dim`, `vocab_size` |
+# | $w$ | time-mix decay per token, **always $< 0$** | $w = -e^{\texttt{time\_decay}}$ |
+# | $u$ | bonus of the current token | `time_first` |
+# | $h_{1/2}$ | half-life in tokens, $\ln 2 / (-w)$ | |
+# | $\mu$ | token-shift mix of one projection | `att.time_mix_k/_v/_r`, `ffn.time_mix_k/_r` |
+# | $\tau$, $p$ | sampling temperature, top-p mass | `temperature`, `top_p` |
+#
+# We will
 #
 # 1. load it and check its shapes;
 # 2. read its **decay spectrum**: how far back each channel of each layer remembers;
@@ -28,7 +57,7 @@
 # **If the 169M model is not on this machine**, every cell below runs on the tiny RWKV shipped with
 # the package (4 layers of width 64, one character per token, trained on short tales), and says so.
 # The download is one command, once, with internet: `tinyrwkv download RWKV/rwkv-4-169m-pile`
-# (about 650 MB, into the Hugging Face cache, where this notebook finds it offline).
+# (about 680 MB of float32 weights, into the Hugging Face cache, where this notebook finds it offline).
 
 # %%
 import os
@@ -44,11 +73,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import tinyrwkv
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 from tinyrwkv.experiments import decay_spectrum as ds
 from tinyrwkv.experiments import information_flow as flow
 from tinyrwkv.loading import load_real_or_tiny
-from tinyrwkv.models.rwkv import count_parameters, param_shapes
+from tinyrwkv.bench import REAL_169M as REAL_169M_SIZES
+from tinyrwkv.models.rwkv import RWKVConfig, count_parameters, param_shapes
+from tinyrwkv.models.rwkv_train import init_rwkv4_params
 
 FAST = os.environ.get("TINYRWKV_FAST") == "1"        # CI: small and quick
 SEED = 0
@@ -56,6 +88,11 @@ print(f"FAST={FAST}")
 
 # %% [markdown]
 # ## 1. Load it
+
+# %%
+draw('rwkv_block')
+
+# %% [markdown]
 #
 # `load_real_or_tiny` asks `find_local_model` (no network: the `TINYRWKV_MODEL` environment
 # variable, then the Hugging Face cache) and loads what it finds, or falls back to the tiny model.
@@ -68,23 +105,57 @@ print(model)
 print(LABEL)
 
 # %% [markdown]
-# Where the parameters are. The embedding and the head are each $V \times C$; every block has
-# four $C \times C$ matrices in time-mix (key, value, receptance, output), and in channel-mix a
-# $C \times C$ receptance and two $C \times F$ matrices with $F = 4C$, plus a few vectors of size $C$.
-# That is $12\,C^2 + O(C)$ per block; at $C = 768$ and 12 blocks, 85 M, and the two $V \times C$ tables
-# 77 M more.
+# Where the parameters are. The embedding and the head are each $V \times C$. Every block has four
+# $C \times C$ matrices in time-mix (key, value, receptance, output) and, in channel-mix, a $C \times C$
+# receptance, an $F \times C$ key and a $C \times F$ value with $F = 4C$: $4 + 1 + 4 + 4 = 13$ matrices'
+# worth of $C^2$, plus 11 vectors of size $C$ (two layer norms with a weight and a bias each, `time_decay`,
+# `time_first` and five `time_mix`). The table below is computed from the model's own parameter table
+# (`param_shapes`), at the 169M configuration whether or not its weights are on this machine; the
+# parts must add up to `count_parameters`.
 
 # %%
+def parameter_table(config):
+    """group -> number of floats, from param_shapes(config); the groups partition every parameter."""
+    shapes = param_shapes(config)
+    size = {name: int(np.prod(shape)) for name, shape in shapes.items()}
+    groups = {"embedding (emb)": ["emb.weight"], "head": ["head.weight"],
+              "blocks: time-mix matrices": [n for n in shapes if ".att." in n and len(shapes[n]) == 2],
+              "blocks: channel-mix matrices": [n for n in shapes if ".ffn." in n and len(shapes[n]) == 2],
+              "blocks: vectors (decay, bonus, mixes, norms)": [n for n in shapes if n.startswith("blocks.")
+                                                              and len(shapes[n]) == 1],
+              "ln0 and ln_out": [n for n in shapes if n.startswith(("ln0.", "ln_out."))]}
+    table = {group: sum(size[n] for n in names) for group, names in groups.items()}
+    assert sorted(n for names in groups.values() for n in names) == sorted(shapes), "groups must partition"
+    return table
+
+
+def print_parameter_table(config, title):
+    table, total = parameter_table(config), count_parameters(config)
+    C, L, V = config.n_embd, config.n_layer, config.vocab_size
+    print(f"{title}: L = {L}, C = {C}, F = {config.ffn_dim}, V = {V:,}")
+    for group, n in table.items():
+        print(f"  {group:46s} {n:>12,}  {100 * n / total:5.1f} %")
+    print(f"  {'total (count_parameters)':46s} {total:>12,}")
+    per_block_matrices = (table["blocks: time-mix matrices"] + table["blocks: channel-mix matrices"]) // L
+    per_block_vectors = table["blocks: vectors (decay, bonus, mixes, norms)"] // L
+    print(f"  per block: {per_block_matrices:,} matrix weights = {per_block_matrices / C**2:g} C^2, "
+          f"plus {per_block_vectors:,} = {per_block_vectors // C} C in vectors")
+    print(f"  all {L} blocks: {L * (per_block_matrices + per_block_vectors):,};  emb + head: {2 * V * C:,};  "
+          f"ln0 + ln_out: {table['ln0 and ln_out']:,};  sum: {sum(table.values()):,}")
+    assert sum(table.values()) == total                               # the parts add up to the total
+    assert per_block_matrices == 13 * C * C                           # with F = 4C
+    return table, total
+
+
+SIZES_169M = RWKVConfig(**REAL_169M_SIZES)      # the configuration of RWKV/rwkv-4-169m-pile
+table_169m, total_169m = print_parameter_table(SIZES_169M, "RWKV-4 169M (from its configuration)")
+if IS_REAL:
+    assert count_parameters(cfg) == total_169m
+else:
+    print()
+    print_parameter_table(cfg, "the model loaded here (the tiny one)")
 shapes = param_shapes(cfg)
-groups = {"embedding (emb)": ["emb.weight"], "head": ["head.weight"],
-          "blocks: time-mix": [n for n in shapes if ".att." in n],
-          "blocks: channel-mix": [n for n in shapes if ".ffn." in n],
-          "layer norms": [n for n in shapes if ".ln" in n or n.startswith("ln")]}
 total = count_parameters(cfg)
-for group, names in groups.items():
-    n = sum(int(np.prod(shapes[name])) for name in names)
-    print(f"{group:22s} {n:>12,}  {100 * n / total:5.1f} %")
-print(f"{'total':22s} {total:>12,}")
 assert total == model.num_parameters() == sum(int(np.prod(s)) for s in shapes.values())
 C, F_dim, L = cfg.n_embd, cfg.ffn_dim, cfg.n_layer
 assert model.params["blocks.0.att.key.weight"].shape == (C, C)
@@ -101,12 +172,17 @@ print("block 0:", {name.split(".", 2)[2]: shapes[name] for name in shapes if nam
 #
 # $$ h_{1/2} = \frac{\ln 2}{-w} = \frac{\ln 2}{e^{\text{time\_decay}}} \ \text{tokens.} $$
 #
-# A channel with time_decay $= -5$ keeps half of a token for about 100 tokens. One with time_decay
-# $= 2$ forgets it within a fraction of a token: it sees only the current token (with its bonus
-# $u$) and a trace of the previous one. Sorting the $C$ half-lives of a layer gives its
-# **decay spectrum**:
+# The decay starts counting one token back: the previous token's weight is never decayed (its bias
+# is $(t-1-i)\,w = 0$, lesson 06), the one before it is multiplied by $e^{w}$, and so on. Two
+# stored values as examples (printed below): time_decay $= -5$ gives a half-life of about a hundred
+# tokens; time_decay $= 2$ gives less than a tenth of a token, so such a channel reads the current
+# token (with its bonus $u$) and the previous one, and next to nothing older. Sorting the $C$
+# half-lives of a layer gives its **decay spectrum**:
 
 # %%
+for td in (-5.0, 2.0):
+    print(f"time_decay = {td:+.0f}: w = {-np.exp(td):.4f} per token, half-life ln2 / e^time_decay = "
+          f"{np.log(2) / np.exp(td):.3g} tokens")
 spectrum = ds.decay_spectrum(model)
 print(f"half-lives, (layers, channels) = {spectrum['half_life'].shape}; per layer, in tokens:")
 print(f"{'layer':>5} {'10 %':>8} {'median':>8} {'90 %':>8} {'longest':>10} {'> 10 tokens':>12}")
@@ -117,8 +193,22 @@ for layer in range(L):
 assert spectrum["half_life"].shape == (L, C)
 ds.plot_decay_spectrum(spectrum, LABEL, fig=plt.figure())
 plt.show()
+if not IS_REAL:
+    # The tiny model's decays: how far did training move them from RWKV-4's initialisation?
+    init = init_rwkv4_params(cfg, seed=0)
+    moved = np.stack([np.abs(model.params[f"blocks.{l}.att.time_decay"] - init[f"blocks.{l}.att.time_decay"])
+                      for l in range(L)])                                          # (L, C)
+    print(f"TINY MODEL: |time_decay - its initial value|: median {np.median(moved):.3f}, max {moved.max():.3f} "
+          f"(the initial values span {init['blocks.0.att.time_decay'].min():.0f} .. "
+          f"{init['blocks.0.att.time_decay'].max():.0f}): this spectrum is mostly the initialisation")
 
 # %% [markdown]
+# **Which model is this?** The title and the label say it. The tiny model's spectrum is mostly
+# its initialisation (the printed line above measures how little training moved it), so read it as
+# a picture of RWKV-4's *initial* spread of memories; with the 169M downloaded, the same cell shows
+# what 332B tokens of training made of them, and `tinyrwkv figures` redraws `figures/decay_spectrum.png`
+# and `figures/time_mix.png` from it.
+#
 # What to look for. Within every layer the half-lives span orders of magnitude: each layer has
 # fast channels that describe the last token or two and slow channels that average over a long
 # stretch of text. This is RWKV's substitute for attention heads with different reaches. Across
@@ -152,7 +242,9 @@ plt.show()
 #
 # ## 4. Generate
 #
-# The prompt runs in parallel mode, then each new token is one RNN-mode `step`.
+# The prompt runs in parallel mode, then each new token is one RNN-mode `step`. The rate printed
+# is tokens per second after a warm-up call, including the prompt (a fair number for short
+# generations, not a benchmark: `tinyrwkv bench` measures against peers).
 
 # %%
 if IS_REAL:
@@ -161,10 +253,13 @@ if IS_REAL:
 else:
     prompts = ["The keeper named ", "Once upon a time "]
     new_tokens = 60 if FAST else 200
+# Warm-up: the first call compiles the Numba kernels and allocates buffers. Timing it would
+# measure the compiler, not the model, so it runs once untimed before the clock starts.
+tinyrwkv.generate(model, tokenizer, prompts[0], max_new_tokens=2, temperature=0)
 for prompt in prompts:
     t0 = time.perf_counter()
     greedy = tinyrwkv.generate(model, tokenizer, prompt, max_new_tokens=new_tokens, temperature=0)
-    rate = new_tokens / (time.perf_counter() - t0)
+    rate = new_tokens / (time.perf_counter() - t0)                 # after the warm-up: steady state
     sampled = tinyrwkv.generate(model, tokenizer, prompt, max_new_tokens=new_tokens, temperature=0.8,
                                 top_p=0.9, seed=SEED)
     print(f"greedy  ({rate:,.0f} tokens/s): {prompt + greedy!r}")

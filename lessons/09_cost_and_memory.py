@@ -13,6 +13,17 @@
 # %% [markdown]
 # # 09 · Cost and memory against sequence length
 #
+# > **Objectives.** After this lesson you can
+# > 1. say what each model of the course carries from token to token, and count it from the model's own state;
+# > 2. compute FLOPs per token for a GPT with a KV cache and for RWKV, and where attention overtakes the projections;
+# > 3. measure time and memory per token against the context length, and read the trends;
+# > 4. size a KV cache against RWKV's state at real model sizes.
+# >
+# > **Prerequisites.** Lessons 05 (KV cache) and 06 (RWKV's state).
+# >
+# > **Time.** about 45 minutes: reading 10 (946 words, 86 lines of code),
+# > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
+#
 # Every model in this course reads a sequence one way or another. The practical questions are:
 # **what does it carry** from one token to the next, and **what does the next token cost**, as the
 # context grows to thousands of tokens? This lesson measures it for the whole lineage:
@@ -39,7 +50,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
+from tinyrwkv.knobs import explore
 from tinyrwkv.experiments.cost_and_memory import (LAYERS, VOCAB, WIDTH, gpt_flops_per_token, kv_cache_bytes,
                                                    measure_generation, measure_prompt, plot_cost, plot_state,
                                                    rwkv_flops_per_token, rwkv_state_floats, small_models,
@@ -58,6 +71,11 @@ print(f"FAST={FAST}: generation up to T={GEN_LENGTHS[-1]}, prompts up to T={PROM
 
 # %% [markdown]
 # ## 1. What each model carries
+
+# %%
+draw('state_vs_kv_cache')
+
+# %% [markdown]
 #
 # `small_models()` builds an RNN, a GPT and an RWKV of the same width $C$ and depth $L$ (the sizes
 # of lesson 05's measurements). We add an LSTM. `state_floats(model, T)` feeds $T$ tokens through
@@ -156,6 +174,36 @@ for name in ("gpt_parallel", "rwkv_parallel", "rnn_parallel"):
                                                                                series["peak_mib"])) + " MiB peak")
 plot_cost(generation, prompt, fig=plt.figure())
 plt.show()
+
+# %% [markdown]
+# ### Turn the knob: context length
+#
+# Pick a context length $t$ and read, for each model, what generating the next token costs there
+# (measured above, ms per token) and what it carries (floats, from the models' own `state_size`).
+# In a live notebook with `ipywidgets` the length is a slider; elsewhere a row of lengths. Move it
+# right: the KV cache's bar grows in proportion, RWKV's and the RNN's do not move.
+
+# %%
+GEN_SERIES = {"rnn": "RNN", "gpt_kv_cache": "GPT + cache", "gpt_no_cache": "GPT, no cache", "rwkv_serial": "RWKV"}
+
+
+def draw_context(ax, t):
+    """Measured ms/token (bars) and floats carried (dots, right axis) of each model at context length t."""
+    names = list(GEN_SERIES)
+    ms = [dict(zip(generation[n]["lengths"], generation[n]["ms_per_token"])).get(t, np.nan) for n in names]
+    floats = [dict(zip(generation[n]["lengths"], generation[n]["carried_floats"])).get(t, np.nan) for n in names]
+    ax.bar(np.arange(len(names)), ms, color="tab:blue")
+    ax.set_ylabel("ms per token (measured)", color="tab:blue")
+    ax.set_ylim(0, 1.1 * max(max(generation[n]["ms_per_token"]) for n in names))
+    ax.set_xticks(np.arange(len(names)), [GEN_SERIES[n] for n in names], fontsize=7, rotation=20)
+    right = ax.twinx()
+    right.plot(np.arange(len(names)), floats, "o", color="tab:red")
+    right.set_ylabel("floats carried", color="tab:red")
+    right.set_ylim(0, 1.1 * max(max(generation[n]["carried_floats"]) for n in names))
+
+
+knob_view = explore(draw_context, {"t": GEN_LENGTHS}, static={"t": [GEN_LENGTHS[0], GEN_LENGTHS[len(GEN_LENGTHS) // 2], GEN_LENGTHS[-1]]},
+                    title="cost of the next token at context length t", sharey=False)
 
 # %% [markdown]
 # Read the three panels:

@@ -13,6 +13,16 @@
 # %% [markdown]
 # # 11 · Side by side: RWKV, a Transformer and an LSTM on the same text
 #
+# > **Objectives.** After this lesson you can
+# > 1. run three models of equal size over the same tokens and compare state, time per token and loss;
+# > 2. tell which differences come from the architecture and which from training;
+# > 3. scale the state and cache sizes up to the real 169M and GPT-2 small.
+# >
+# > **Prerequisites.** Lessons 09 and 10.
+# >
+# > **Time.** about 40 minutes: reading 10 (932 words, 57 lines of code),
+# > running 2 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
+#
 # The whole course in one experiment. Three language models of the same size read **the same
 # token ids**, one token at a time, the way they would while generating:
 #
@@ -46,6 +56,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tinyrwkv import compare as cmp
+from tinyrwkv.diagrams import draw
 from tinyrwkv.exercises import check
 
 FAST = os.environ.get("TINYRWKV_FAST") == "1"        # CI: small and quick
@@ -58,6 +69,11 @@ print(f"FAST={FAST}: {LENGTH} tokens, peers trained {TRAIN_STEPS} steps")
 
 # %% [markdown]
 # ## 1. Three models of the same size
+
+# %%
+draw('side_by_side')
+
+# %% [markdown]
 #
 # The RWKV is the tiny model shipped with the package (4 layers of width 64, trained by
 # `scripts/train_tiny_rwkv.py` on the `small_tales` characters). Its peers come from lesson 10's comparison: a pre-norm GPT of
@@ -96,13 +112,11 @@ for name, stepper in result.steppers.items():
 
 # %% [markdown]
 # The GPT's keys and values are `(batch, heads, t, C/heads)` per layer: the `t` axis grows by one
-# row per token. RWKV's five arrays are `(layers, batch, C)`, whatever has been read. `count_floats`
-# walks any of these objects:
-
-# %%
-print(inspect.getsource(cmp.count_floats))
-
-# %% [markdown]
+# row per token. RWKV's five arrays are `(layers, batch, C)`, whatever has been read.
+# `cmp.count_floats` (used above) walks any of these objects (dicts, lists, tuples, dataclasses) and
+# adds up the sizes of the arrays it finds; writing such a walker is exercise 1, so its source
+# waits in `tinyrwkv/compare.py` until you have tried.
+#
 # ## 2. The measurement
 #
 # `compare` fed all three models the prompt followed by held-out text (the validation part of the
@@ -227,6 +241,23 @@ def teacher_forced_loss(logits, ids):
 
 
 check.teacher_forced_loss(teacher_forced_loss)
+
+# %% [markdown]
+# **Predict, then measure.** Before you run anything: how many bytes does each model carry from one
+# token to the next after reading T tokens, in float32 (4 bytes a number)? Write your answer as a
+# formula in `kind`, `n_layer`, `dim` and `T`, and work out on paper what it gives for the real
+# RWKV-4 169M (12 layers, width 768) and for a GPT of the same shape after 1000 tokens. Only then run
+# the check: it runs small real models of each kind token by token and adds up the bytes of the
+# arrays in their states, and tells you which part of your prediction was off.
+
+# %% tags=["exercise"]
+def predict_state_bytes(kind, n_layer, dim, T):
+    """Your prediction: bytes of the state that model ``kind`` ("rwkv", "gpt" or "lstm"; n_layer layers
+    of width dim) carries after reading T tokens, in float32. Return an int."""
+    raise NotImplementedError
+
+
+check.predict_state_bytes(predict_state_bytes)
 
 # %% [markdown]
 # **Going further:** (1) Rerun with `LENGTH = 4096`: where does the GPT's time per token overtake

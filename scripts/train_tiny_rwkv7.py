@@ -42,7 +42,6 @@ from tinyrwkv.experiments import training_curves as tc  # noqa: E402
 from tinyrwkv.models.rwkv7_train import RWKV7LanguageModel, rwkv7_config  # noqa: E402
 
 TINY_RWKV7_DIR = REPO / "tinyrwkv" / "data" / "tiny_rwkv7"
-PEAK_LR = 2e-3
 
 
 def save_folder(directory, config, params: dict, chars, context_length: int, extra=None):
@@ -64,7 +63,7 @@ def main(argv=None):
     parser.add_argument("--out", type=pathlib.Path, default=TINY_RWKV7_DIR, help="model folder to write")
     parser.add_argument("--steps", type=int, default=recipes.RECIPE["steps"])
     parser.add_argument("--eval-every", type=int, default=recipes.RECIPE["eval_every"])
-    parser.add_argument("--lr", type=float, default=PEAK_LR, help="peak learning rate")
+    parser.add_argument("--lr", type=float, default=recipes.PEAK_LR["RWKV-7"], help="peak learning rate")
     parser.add_argument("--backend", default="numba", help="WKV-7 kernels: numba | numpy | cuda")
     args = parser.parse_args(argv)
 

@@ -82,6 +82,9 @@ def test_download_checks_the_repo_id_before_any_network(capsys, no_network):
                        "owner/name")
     one_line_error(*run(capsys, "download", "nobody/not-downloaded-tinyrwkv"),
                    "could not download nobody/not-downloaded-tinyrwkv", "cannot be reached")
+    if "rwkv7-pile-168m" in hub.NAMED_FILES and hub.named_file("rwkv7-pile-168m") is None:
+        one_line_error(*run(capsys, "download", "rwkv7-pile-168m"), "could not download rwkv7-pile-168m",
+                       "cannot be reached")
 
 
 def test_the_probe_is_bounded_and_honours_hf_hub_offline(monkeypatch):

@@ -6,8 +6,9 @@ wrong answers a learner might write, and the check must fail with a message that
 mistake (and accept a correct answer written differently from the solution).
 """
 import numpy as np
+import pytest
 
-from exercise_checks import fails_with
+from exercise_checks import fails_with, load_solutions, own_copy
 from tinyrwkv.exercises import check
 
 
@@ -78,6 +79,7 @@ def test_half_life_catches_mistakes():
     fails_with(check.half_life, lambda td: 1 / np.exp(td), "factor e")
     fails_with(check.half_life, lambda td: np.log(2) * np.exp(td), "not ln 2 * (-w)")
     fails_with(check.half_life, lambda td: 1 / np.exp(td) * np.log2(2), "factor e")
+    fails_with(check.half_life, lambda td: np.log10(2) / np.exp(td), "NATURAL log")
     fails_with(check.half_life, lambda td: np.log(2) / np.exp(td[:-1]), "shape")
 
 
@@ -255,3 +257,106 @@ def test_teacher_forced_loss_catches_mistakes():
                lambda z, ids: -log_softmax(z)[np.arange(len(ids) - 1), ids[1:]].sum() / len(ids), "t < T-1")
     fails_with(check.teacher_forced_loss, lambda z, ids: -log_softmax(z)[np.arange(len(ids) - 1), ids[1:]],
                "one number")
+
+
+# --------------------------------------------------------------------------- lesson 10: WKV backward, one step
+
+S10 = load_solutions("10")
+
+
+def backward_step_with(**mistake):
+    """The solution with one mistake switched on (the knobs of the check's own variant, on a copy of it)."""
+    from tinyrwkv.exercises import lesson10_training
+
+    variant = own_copy(lesson10_training._step_backward_variant)
+
+    def fn(*args):
+        g = variant(*args, **mistake)
+        return tuple(g[n] for n in ("gw", "gu", "gk", "gv", "ga_prev", "gb_prev"))
+    return fn
+
+
+@pytest.mark.parametrize("mistake,needles", [
+    (dict(denominator=False), ("gu (dl/du) is wrong", "enters the denominator")),
+    (dict(state_in_gk=False), ("gk (dl/dk) is wrong", "second term f2 (ga v + gb)")),
+    (dict(bonus_in_state=True), ("gu (dl/du) is wrong", "bonus of the output only")),
+    (dict(gw_new_state=True), ("gw (dl/dw) is wrong", "multiplies the old state")),
+    (dict(carry=False), ("ga_prev", "add the carried gradient")),
+    (dict(gb_sign=1.0), ("gb_prev", "negative")),
+])
+def test_wkv_backward_step_names_the_wrong_gradient_and_the_mistake(mistake, needles):
+    fails_with(check.wkv_backward_step, backward_step_with(**mistake), *needles)
+
+
+def test_wkv_backward_step_other_failures():
+    def unscaled(w, u, k, v, aa, bb, pp, gy, ga, gb):       # right, but e^pp and e^(u+k) taken directly
+        e1, e2 = np.exp(pp), np.exp(u + k)                    # (no max subtracted: overflows past ~709)
+        den = e1 * bb + e2
+        y = (e1 * aa + e2 * v) / den
+        p_new = np.maximum(pp + w, k)
+        f1, f2 = np.exp(pp + w - p_new), np.exp(k - p_new)
+        g = gy / den
+        gu = g * e2 * (v - y)
+        return (f1 * (ga * aa + gb * bb), gu, gu + f2 * (ga * v + gb), g * e2 + f2 * ga, f1 * ga + g * e1,
+                f1 * gb - g * e1 * y)
+    fails_with(check.wkv_backward_step, unscaled, "near 800", "stability")
+    fails_with(check.wkv_backward_step, lambda *a: S10.wkv_backward_step(*a)[:5], "tuple (gw, gu, gk, gv")
+
+    def gv_off(*a):
+        out = list(S10.wkv_backward_step(*a))
+        out[3] = out[3] * 1.5
+        return tuple(out)
+    fails_with(check.wkv_backward_step, gv_off, "gv (dl/dv) is wrong", "scale")
+
+
+def test_wkv_backward_step_chained_over_time_is_wkv_backward():
+    """The one-step solution, run from t = T-1 down to 0 with the states of a forward sweep, gives
+    exactly tinyrwkv's wkv_backward: the exercise's gradient is the library's, one step at a time."""
+    from tinyrwkv.kernels import wkv_numpy
+
+    rng = np.random.default_rng(5)
+    B, T, C = 2, 6, 4
+    w, u = -np.exp(rng.normal(size=C)), rng.normal(size=C)
+    k, v, gy = rng.normal(size=(3, B, T, C))
+    states = [wkv_numpy.initial_state(B, C, np.float64)]
+    for t in range(T):
+        _, *state = wkv_numpy.stable_step(w, u, k[:, t], v[:, t], *states[-1])
+        states.append(tuple(state))
+    gw, gu, gk, gv = np.zeros(C), np.zeros(C), np.zeros((B, T, C)), np.zeros((B, T, C))
+    ga, gb = np.zeros((B, C)), np.zeros((B, C))
+    for t in range(T - 1, -1, -1):
+        aa, bb, pp = states[t]
+        dw, du, gk[:, t], gv[:, t], ga, gb = S10.wkv_backward_step(w, u, k[:, t], v[:, t], aa, bb, pp, gy[:, t],
+                                                                   ga, gb)
+        gw, gu = gw + dw.sum(0), gu + du.sum(0)
+    want = wkv_numpy.wkv_backward(w, u, k, v, gy)
+    for got, ref in zip((gw, gu, gk, gv), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- lesson 11: predict, then measure
+
+S11 = load_solutions("11")
+
+
+def predicted(**wrong):
+    def fn(kind, L, C, T):
+        return wrong[kind](L, C, T) if kind in wrong else S11.predict_state_bytes(kind, L, C, T)
+    return fn
+
+
+@pytest.mark.parametrize("fn,needle", [
+    (lambda kind, L, C, T: S11.predict_state_bytes(kind, L, C, T) // 4, "number of floats"),
+    (lambda kind, L, C, T: S11.predict_state_bytes(kind, L, C, T) * 2, "not 8"),
+    (predicted(rwkv=lambda L, C, T: 16 * L * C), "FIVE vectors"),
+    (predicted(rwkv=lambda L, C, T: 20 * L * C * T), "does not grow with T"),
+    (predicted(gpt=lambda L, C, T: 4 * L * T * C), "key AND a value"),
+    (predicted(gpt=lambda L, C, T: 8 * L * (T - 1) * C), "off by one in time"),
+    (predicted(gpt=lambda L, C, T: 8 * T * C), "every layer has its own cache"),
+    (predicted(lstm=lambda L, C, T: 4 * L * C), "h AND the cell c"),
+    (predicted(lstm=lambda L, C, T: 8 * C), "every layer carries"),
+    (predicted(lstm=lambda L, C, T: 7), "measured state holds"),
+    (lambda kind, L, C, T: 1.5, "return an int"),
+])
+def test_predict_state_bytes_catches(fn, needle):
+    fails_with(check.predict_state_bytes, fn, needle)

@@ -26,12 +26,13 @@ from .errors import ParameterError, TinyRWKVError
 TOKENIZER_FILES = ("tokenizer.json", "20B_tokenizer.json", "char_tokenizer.json")
 # Models shipped inside the package, by short name: folders with config.json, model.safetensors and
 # tokenizer.json, so ``load(name)`` and ``load_tokenizer(name)`` work offline.
-SHIPPED_MODELS = {"tiny": pathlib.Path(__file__).resolve().parent / "data" / "tiny_rwkv"}
+SHIPPED_MODELS = {"tiny": pathlib.Path(__file__).resolve().parent / "data" / "tiny_rwkv",
+                  "tiny7": pathlib.Path(__file__).resolve().parent / "data" / "tiny_rwkv7"}
 EOT_TOKENS = ("<|endoftext|>", "</s>", "<eos>")
 
 
 def resolve_shipped(source):
-    """The folder of a shipped model when ``source`` names one ("tiny"), else ``source`` unchanged."""
+    """The folder of a shipped model when ``source`` names one ("tiny", "tiny7"), else ``source`` unchanged."""
     return SHIPPED_MODELS[source] if isinstance(source, str) and source in SHIPPED_MODELS else source
 
 CHAR_TOKENIZER_TYPE = "tinyrwkv.CharTokenizer"
@@ -133,7 +134,11 @@ class CharTokenizer:
         if not isinstance(data, dict) or data.get("type") != CHAR_TOKENIZER_TYPE:
             raise ValueError("not a CharTokenizer JSON (its \"type\" must be "
                              f"{CHAR_TOKENIZER_TYPE!r})")
-        return cls(list(data["chars"]), data.get("eot"))
+        chars, eot = data.get("chars"), data.get("eot")
+        if not isinstance(chars, str) or not (eot is None or isinstance(eot, str)):
+            raise ValueError(f"\"chars\" must be a string and \"eot\" a string or null, got "
+                             f"{type(chars).__name__} and {type(eot).__name__}")
+        return cls(list(chars), eot)
 
     def save(self, path) -> None:
         pathlib.Path(path).write_text(self.to_json(), encoding="utf-8")
@@ -156,19 +161,30 @@ def _from_json_file(path: pathlib.Path):
     if CHAR_TOKENIZER_TYPE in head:
         try:
             return CharTokenizer.from_json(path.read_text(encoding="utf-8"))
-        except (ValueError, KeyError) as e:
-            raise TokenizerError(f"{path}: bad CharTokenizer file ({e})") from None
+        except (ValueError, KeyError, RecursionError) as e:   # (json nested too deep: RecursionError)
+            raise TokenizerError(f"{path}: bad CharTokenizer file ({type(e).__name__}: {str(e)[:200]})") from None
     return Tokenizer.from_file(path)
 
 
 def load_tokenizer(source, *, revision: Optional[str] = None, cache_dir=None):
     """A Tokenizer (or CharTokenizer) from a tokenizer JSON file, a folder holding one, a
-    Hugging Face repo id (its tokenizer.json, downloaded through huggingface_hub and cached), or a
-    shipped model's name ("tiny": the char-level tokenizer of tinyrwkv/data/tiny_rwkv)."""
+    Hugging Face repo id (its tokenizer.json, downloaded through huggingface_hub and cached), a
+    shipped model's name ("tiny": the char-level tokenizer of tinyrwkv/data/tiny_rwkv), or "world"
+    (the RWKV World models' vocabulary, ``tokenizer_world.WorldTokenizer``; also an rwkv_vocab*.txt path)."""
     if isinstance(source, (Tokenizer, CharTokenizer)):
         return source
+    if isinstance(source, str) and source.lower() in ("world", "rwkv_vocab_v20230424"):
+        from .tokenizer_world import world_tokenizer      # the RWKV World models' greedy byte tokenizer
+        return world_tokenizer()
     source = resolve_shipped(source)
     path = pathlib.Path(os.fspath(source)).expanduser()
+    if path.is_file() and path.name.startswith("rwkv_vocab") and path.suffix == ".txt":
+        from .tokenizer_world import world_tokenizer
+        try:
+            return world_tokenizer(path)
+        except (ValueError, OSError, RecursionError, MemoryError) as e:   # a bad line names itself
+            message = str(e).removeprefix(f"{path}: ")
+            raise TokenizerError(f"{path}: not a World vocabulary: {message[:300]}") from None
     if path.is_file():
         return _from_json_file(path)
     if path.is_dir():

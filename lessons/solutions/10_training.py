@@ -28,3 +28,26 @@ def adam_update(p, g, m, v, t, lr, beta1, beta2, eps):
     m_hat = m / (1 - beta1 ** t)                                # the moments started at 0: undo that bias
     v_hat = v / (1 - beta2 ** t)
     return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+
+def wkv_backward_step(w, u, k, v, aa, bb, pp, gy, ga, gb):
+    """One step of the WKV backward, by the chain rule through the forward step's own factors.
+
+    Forward (the stable step): q = max(pp, u+k), e1 = e^(pp-q), e2 = e^(u+k-q), den = e1 bb + e2,
+    y = (e1 aa + e2 v) / den; p' = max(pp+w, k), f1 = e^(pp+w-p'), f2 = e^(k-p'),
+    aa' = f1 aa + f2 v, bb' = f1 bb + f2. Every exponent is <= 0, so nothing overflows.
+    """
+    q = np.maximum(pp, u + k)
+    e1, e2 = np.exp(pp - q), np.exp(u + k - q)
+    den = e1 * bb + e2
+    y = (e1 * aa + e2 * v) / den
+    p_new = np.maximum(pp + w, k)
+    f1, f2 = np.exp(pp + w - p_new), np.exp(k - p_new)
+    g = gy / den                                   # dL/d(numerator of y); y = num / den
+    gu = g * e2 * (v - y)                          # e^(u+k) sits in the numerator (times v) and the denominator
+    gk = gu + f2 * (ga * v + gb)                   # k also feeds the new state through e^k
+    gv = g * e2 + f2 * ga
+    gw = f1 * (ga * aa + gb * bb)                  # e^w scales the OLD state
+    ga_prev = f1 * ga + g * e1                     # the old aa reaches L through aa' and through y
+    gb_prev = f1 * gb - g * e1 * y                 # bb is in y's denominator: a negative path
+    return gw, gu, gk, gv, ga_prev, gb_prev

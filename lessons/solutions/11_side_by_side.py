@@ -31,3 +31,10 @@ def teacher_forced_loss(logits, ids):
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))        # log_softmax, (T, V)
     T = len(ids)
     return float(-logp[np.arange(T - 1), ids[1:]].mean())
+
+
+def predict_state_bytes(kind, n_layer, dim, T):
+    """float32 = 4 bytes. RWKV-4: five (C,) vectors per layer (att_x, aa, bb, pp, ffn_x), whatever T.
+    GPT: a key and a value per token read and per layer, 2 L T C. LSTM: h and c per layer."""
+    floats = {"rwkv": 5 * n_layer * dim, "gpt": 2 * n_layer * T * dim, "lstm": 2 * n_layer * dim}[kind]
+    return 4 * floats

@@ -168,6 +168,9 @@ def detect_version(shapes: Mapping[str, Shape], where: str, *, names_only: bool 
 def detect_naming(names: Iterable[str], where: str) -> str:
     """"hf" when the keys look like transformers' (``rwkv.*``), "blinkdl" for ``emb.weight`` / ``blocks.*``."""
     names = list(names)
+    other = _looks_like(names)
+    if other:
+        raise CheckpointError(f"{where}: this looks like {other}")
     if any(n.startswith("rwkv.") for n in names):
         return "hf"
     if any(n == "emb.weight" or n.startswith("blocks.") for n in names):

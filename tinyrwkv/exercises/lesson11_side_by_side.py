@@ -3,6 +3,7 @@
     check.count_state_floats(fn)     every float a model carries between tokens, counted from its state
     check.kv_crossover_length(fn)    the first context length at which a KV cache outgrows RWKV's state
     check.teacher_forced_loss(fn)    mean next-token loss of a sequence from its logits
+    check.predict_state_bytes(fn)    predict the bytes of each model's state; the check measures them
 
 Each check compares the learner's function with tinyrwkv's own code (``compare.count_floats`` on
 real state objects, the state sizes of ``GPT.state_size`` and ``RWKV.state_size``,
@@ -157,3 +158,91 @@ def teacher_forced_loss(fn):
         "the last position has no next token: average over t < T-1 only":
             -np.concatenate([logp[np.arange(T - 1), ids[1:]], [0.0]]).mean(),
     })
+
+
+# --------------------------------------------------------------------------- 4. predict, then measure
+
+
+# sizes chosen so that no two mistakes give the same number (L != 2, L != T)
+_PREDICT_CASES = (("rwkv", 3, 8, 4), ("rwkv", 1, 16, 5), ("gpt", 3, 8, 5), ("gpt", 4, 16, 6),
+                  ("lstm", 3, 6, 4), ("lstm", 1, 10, 4))
+
+
+def _measured_state_bytes(kind, n_layer, dim, T) -> int:
+    """Runs a small real model of ``kind`` for T tokens and adds up the bytes of every array in its state."""
+    rng = np.random.default_rng(12)
+    if kind == "rwkv":
+        model = RWKV.random(RWKVConfig(n_layer=n_layer, n_embd=dim, vocab_size=20, ffn_dim=4 * dim), seed=2,
+                            backend="numpy")
+    elif kind == "gpt":
+        model = GPT(20, dim=dim, n_heads=2, n_layers=n_layer, rng=rng)
+    else:
+        model = LSTMLanguageModel(20, hidden_size=dim, num_layers=n_layer, rng=rng)
+    stepper = Stepper(kind, model)
+    for t in range(T):
+        stepper.step(t % 20)
+    return _nbytes(stepper.state)
+
+
+def _nbytes(state) -> int:
+    if isinstance(state, np.ndarray):
+        return int(state.nbytes)
+    if isinstance(state, dict):
+        return sum(_nbytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_nbytes(v) for v in state)
+    if hasattr(state, "__dataclass_fields__"):
+        return sum(_nbytes(getattr(state, f)) for f in state.__dataclass_fields__)
+    return 0
+
+
+@exercise("11", library=(
+    "tinyrwkv.compare:count_floats",
+    "tinyrwkv.exercises.lesson11_side_by_side:_measured_state_bytes",
+    "tinyrwkv.experiments.cost_and_memory:kv_cache_bytes",
+    "tinyrwkv.experiments.cost_and_memory:kv_cache_floats",
+    "tinyrwkv.experiments.cost_and_memory:rwkv_state_floats",
+    "tinyrwkv.experiments.cost_and_memory:rnn_state_floats",
+    "tinyrwkv.models.base:LanguageModel.state_size",
+    "tinyrwkv.models.rwkv:RWKV.state_size",
+    "tinyrwkv.models.transformer:GPT.state_size",
+    "tinyrwkv.models.rnn:RecurrentLanguageModel.state_size",
+))
+def predict_state_bytes(fn):
+    """fn(kind in {"rwkv", "gpt", "lstm"}, n_layer, dim, T) -> int: your PREDICTION of the bytes (float32)
+    of the state the model carries after reading T tokens. The check then MEASURES it: it runs small
+    real models token by token and adds up the bytes of the arrays in their states."""
+    for kind, L, C, T in _PREDICT_CASES:
+        got = fn(kind, L, C, T)
+        where = f"{kind} with {L} layers of width {C} after T={T} tokens"
+        if not isinstance(got, (int, np.integer)) or isinstance(got, bool):
+            raise CheckFailed(f"{where}: return an int (a number of bytes), got {type(got).__name__}.")
+        got = int(got)
+        measured = _measured_state_bytes(kind, L, C, T)
+        if got == measured:
+            continue
+        said = f"{where}: you predicted {got:,} bytes, the measured state holds {measured:,}. "
+        floats = measured // 4
+        common = {
+            floats: "that is the number of floats; each float32 takes 4 bytes",
+            2 * measured: "float32 takes 4 bytes, not 8 (the models run in float32)",
+        }
+        per_kind = {
+            "rwkv": {4 * L * C * 4: "RWKV-4 carries FIVE vectors per layer: att_x, aa, bb, pp and ffn_x (two "
+                                    "token shifts and the WKV state)",
+                     3 * L * C * 4: "besides aa, bb, pp, the two token shifts each carry the previous x",
+                     measured * T: "RWKV's state does not grow with T: 5 L C floats whatever the length"},
+            "gpt": {measured // 2: "the cache keeps a key AND a value per token and layer: 2 L T C floats",
+                    2 * L * (T - 1) * C * 4: "off by one in time: after reading T tokens the cache holds T keys "
+                                             "(the current token's included), not T-1",
+                    measured // L if L > 1 else -1: "every layer has its own cache: multiply by L",
+                    2 * L * C * 4: "a KV cache grows with T: one key and one value per token read"},
+            "lstm": {measured // 2: "an LSTM carries two vectors per layer: h AND the cell c",
+                     measured // L if L > 1 else -1: "every layer carries its own (h, c)",
+                     measured * T: "an LSTM's state does not grow with T"},
+        }[kind]
+        hints = {**common, **per_kind}
+        if got in hints:
+            raise CheckFailed(said + hints[got][0].upper() + hints[got][1:] + ".")
+        raise CheckFailed(said + f"Count the arrays the state holds for this kind (lesson 11's table) and their "
+                          f"sizes; {measured:,} bytes = {floats:,} float32 numbers.")
