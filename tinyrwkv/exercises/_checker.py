@@ -197,15 +197,22 @@ def _library_identity(fn, library) -> str | None:
         return None
     objs, codes = {}, {}
     for label, _, _, obj in _targets(library):
-        objs[id(obj)] = label
-        if getattr(obj, "__code__", None) is not None:
-            codes[id(obj.__code__)] = label            # a copy made with types.FunctionType(f.__code__, ...)
+        for o in _faces(obj):
+            objs[id(o)] = label
+            if getattr(o, "__code__", None) is not None:
+                codes[id(o.__code__)] = label          # a copy made with types.FunctionType(f.__code__, ...)
     for f in _unwrap_chain(fn):
         if id(f) in objs:
             return objs[id(f)]
         if id(getattr(f, "__code__", None)) in codes:
             return codes[id(f.__code__)]
     return None
+
+
+def _faces(obj):
+    """obj, and the plain function inside a classmethod or staticmethod (what getattr hands out)."""
+    inner = obj.__func__ if isinstance(obj, (classmethod, staticmethod)) else None
+    return (obj, inner) if inner is not None else (obj,)
 
 
 def _stand_in(label, calls):
@@ -222,9 +229,13 @@ def _poisoned(fn, library, calls):
     the call and raises LibraryCalled: module and class attributes across the loaded tinyrwkv
     modules, and ``fn``'s (and what it wraps') globals, closure cells and default arguments."""
     targets = _targets(library)
-    by_id = {id(obj): _stand_in(label, calls) for label, _, _, obj in targets}
-    by_code = {id(obj.__code__): by_id[id(obj)] for _, _, _, obj in targets
-               if getattr(obj, "__code__", None) is not None}
+    by_id, by_code = {}, {}
+    for label, _, _, obj in targets:
+        stand_in = by_id[id(obj)] = _stand_in(label, calls)
+        for o in _faces(obj):
+            by_id[id(o)] = stand_in
+            if getattr(o, "__code__", None) is not None:
+                by_code[id(o.__code__)] = stand_in
 
     def poison(value):
         if id(value) in by_id:
