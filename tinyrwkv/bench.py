@@ -25,6 +25,8 @@ The roofline beside them, measured in the same run (``tinyrwkv.experiments.roofl
 
     tinyrwkv bench --weights fp32,bf16,int8     # full size, with peers
     tinyrwkv bench --no-peers --tiny            # seconds: a smoke test of the machinery
+    tinyrwkv bench --version 7                  # RWKV-7 at the shapes of RWKV-x070-Pile-168M (peer: the rwkv
+                                                # package with RWKV_V7_ON=1; transformers has no RWKV-5/6/7)
 """
 from __future__ import annotations
 
@@ -49,6 +51,13 @@ RWKV_STRATEGY = {"fp32": "cpu fp32", "int8": "cpu fp32i8"}
 SLOW_DECODE_SHARE = 8
 REAL_169M = dict(n_layer=12, n_embd=768, vocab_size=50277, ffn_dim=3072)
 TINY = dict(n_layer=2, n_embd=64, vocab_size=1000, ffn_dim=256)
+# the newer versions at real shapes: RWKV-x070-Pile-168M (LoRA ranks from RWKV-7's formulas at C = 768),
+# and RWKV-5/6 at the same 12 x 768 with head size 64 (v6's LoRA ranks as in its 0.1B-1.6B models)
+VERSION_SHAPES = {
+    5.2: dict(REAL_169M, version=5.2, head_size=64),
+    6: dict(REAL_169M, version=6, head_size=64, ffn_dim=2688, decay_lora=64, mix_lora=32),
+    7: dict(REAL_169M, version=7, head_size=64, decay_lora=64, a_lora=64, v_lora=32, gate_lora=128),
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,6 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", choices=IMPLEMENTATIONS, action="append", help="measure only these (repeatable)")
     p.add_argument("--backend", default="numba", help="tinyrwkv's WKV backend (default numba)")
     p.add_argument("--tiny", action="store_true", help="a 2-layer 64-wide model instead of 169M (smoke test)")
+    p.add_argument("--version", choices=["4", "5.2", "6", "7"], default="4",
+                   help="RWKV version (default 4; 7: the shapes of RWKV-x070-Pile-168M)")
     p.add_argument("--workdir", default=None, help="where to write the random checkpoints (default: a temp dir)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for every implementation (BLAS, OpenMP, Numba, torch); default: all cores")
@@ -99,6 +110,38 @@ def write_checkpoints(folder: pathlib.Path, config: dict, want_pth: bool, seed: 
     return {"hf": hf_dir, "pth": pth}
 
 
+def write_checkpoints_v567(folder: pathlib.Path, config: dict, want_pth: bool, seed: int = 0) -> dict:
+    """Random RWKV-5.2/6/7 weights in BlinkDL's names: a .safetensors for tinyrwkv and, if asked, the
+    same tensors as a .pth for the rwkv package (needs torch). Returns {"blinkdl": path, "pth": path or None}."""
+    from safetensors.numpy import save_file
+
+    from .checkpoints import to_file_layout
+    from .models.rwkv import RWKVConfig
+    from .models.rwkv5 import init_matrix_params
+
+    params = to_file_layout(init_matrix_params(RWKVConfig(**config), seed=seed), "blinkdl")
+    folder.mkdir(parents=True, exist_ok=True)
+    st = folder / f"RWKV-{config['version']}-random.safetensors"
+    save_file({k: np.ascontiguousarray(v) for k, v in params.items()}, str(st))
+    pth = None
+    if want_pth:
+        import torch
+        pth = folder / f"RWKV-{config['version']}-random.pth"
+        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}, pth)
+    return {"blinkdl": st, "pth": pth}
+
+
+def shapes_for(version, tiny: bool) -> dict:
+    """The config ``bench`` measures: 169M shapes (v4), 168M shapes (v5.2/6/7), or a tiny smoke-test size."""
+    if version == 4:
+        return TINY if tiny else REAL_169M
+    config = dict(VERSION_SHAPES[version])
+    if tiny:
+        config.update(TINY, head_size=32, ffn_dim=224)
+        config.update({k: 16 for k in ("decay_lora", "mix_lora", "a_lora", "v_lora", "gate_lora") if k in config})
+    return config
+
+
 # --------------------------------------------------------------------------- workers (one per subprocess)
 
 
@@ -112,7 +155,7 @@ def _timeit(fn, repeats):
 
 
 def worker(name: str, path: str, prompt_length: int, decode_tokens: int, repeats: int, backend: str,
-           vocab_size: int, weights: str = "fp32") -> dict:
+           vocab_size: int, weights: str = "fp32", model_version: float = 4) -> dict:
     """Loads ``name``'s model from ``path`` (tinyrwkv: with ``weights``; rwkv: its strategy for
     ``weights``) and returns {"decode": tok/s, "prompt": tok/s, "version", "decode_bytes"}.
 
@@ -147,6 +190,8 @@ def worker(name: str, path: str, prompt_length: int, decode_tokens: int, repeats
     elif name == "rwkv":
         os.environ["RWKV_JIT_ON"] = "1"
         os.environ["RWKV_CUDA_ON"] = "0"
+        if model_version == 7:              # read by rwkv.model when it is imported: RWKV_x070 then
+            os.environ["RWKV_V7_ON"] = "1"
         import contextlib
         import io
 
@@ -155,7 +200,9 @@ def worker(name: str, path: str, prompt_length: int, decode_tokens: int, repeats
         from rwkv.model import RWKV as RwkvPackageModel
         with contextlib.redirect_stdout(io.StringIO()):              # it prints every tensor it loads
             model = RwkvPackageModel(model=str(path)[:-len(".pth")], strategy=RWKV_STRATEGY[weights])
-        model.forward(prompt[:8], None)
+        for _ in range(2):                  # TorchScript specialises on its first calls: warm both paths
+            model.forward(prompt[:8], None)
+            model.forward([decode[0]], None)
         if weights != "fp32":
             decode = decode[:max(2, decode_tokens // SLOW_DECODE_SHARE)]
 
@@ -221,7 +268,7 @@ def _run_worker_subprocess(name, path, args, vocab_size, weights="fp32") -> dict
     cmd = [sys.executable, "-m", "tinyrwkv.bench", "--worker", name, "--path", str(path),
            "--prompt-length", str(args.prompt_length), "--decode-tokens", str(args.decode_tokens),
            "--repeats", str(args.repeats), "--backend", args.backend, "--vocab-size", str(vocab_size),
-           "--weights", weights]
+           "--weights", weights, "--version", args.version]
     env = dict(os.environ)
     if args.threads:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -263,6 +310,11 @@ def _median(values):
     return float(np.median(values)) if values else None
 
 
+def _version(args):
+    v = getattr(args, "version", "4") or "4"
+    return 5.2 if v == "5.2" else int(v)
+
+
 def run(args) -> dict:
     """Writes the checkpoints, runs every implementation ``rounds`` times in turn (with a bandwidth
     and GEMM measurement in each round), and summarises: medians over rounds, per-round ratios."""
@@ -270,10 +322,13 @@ def run(args) -> dict:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ParameterError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     formats = parse_weights(getattr(args, "weights", "fp32"))
-    config = TINY if args.tiny else REAL_169M
+    version = _version(args)
+    config = shapes_for(version, args.tiny)
     names = list(args.only) if args.only else (["tinyrwkv"] if args.no_peers else list(IMPLEMENTATIONS))
     names = [n for n in dict.fromkeys(names)]
     skipped = {n: INSTALL_HINT[n] for n in names if not _available(n)}
+    if version != 4 and "transformers" in names:
+        skipped["transformers"] = "has no RWKV-5/6/7 model class (only trust_remote_code repos)"
     names = [n for n in names if n not in skipped]
     todo = entries(names, formats)
 
@@ -281,8 +336,12 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="tinyrwkv-bench-", dir=args.workdir) as tmp:
         print(f"writing random weights ({config['n_layer']} layers x {config['n_embd']}, "
               f"vocab {config['vocab_size']}) to {tmp} ...", file=sys.stderr)
-        files = write_checkpoints(pathlib.Path(tmp), config, want_pth="rwkv" in names)
-        path_of = {"tinyrwkv": files["hf"], "transformers": files["hf"], "rwkv": files["pth"]}
+        if version == 4:
+            files = write_checkpoints(pathlib.Path(tmp), config, want_pth="rwkv" in names)
+            path_of = {"tinyrwkv": files["hf"], "transformers": files["hf"], "rwkv": files["pth"]}
+        else:
+            files = write_checkpoints_v567(pathlib.Path(tmp), config, want_pth="rwkv" in names)
+            path_of = {"tinyrwkv": files["blinkdl"], "rwkv": files["pth"]}
         load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         for r in range(args.rounds):
             got = {}
@@ -334,7 +393,9 @@ def summarise(rounds, todo, config, args, skipped, load) -> dict:
 def format_table(report: dict) -> str:
     c, res, m = report["config"], report["results"], report["machine"]
     load = report.get("load_average") or (None, None)
-    lines = [f"RWKV-4 {c['n_layer']} layers x {c['n_embd']}, vocab {c['vocab_size']}, random weights, "
+    heads = f", head size {c['head_size']}" if c.get("head_size") else ""
+    lines = [f"RWKV-{c.get('version', 4)} {c['n_layer']} layers x {c['n_embd']}{heads}, vocab {c['vocab_size']}, "
+             f"random weights, "
              f"{report['threads']} threads; median of {report['rounds']} rounds (best of repeats in each); "
              f"ratios taken within a round",
              f"{'':24s}{'decode tok/s':>13s}{'x rwkv fp32':>12s}{'bound tok/s':>12s}{'of bound':>9s}"
@@ -375,7 +436,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.path, args.prompt_length, args.decode_tokens,
-                                args.repeats, args.backend, args.vocab_size, args.weights)))
+                                args.repeats, args.backend, args.vocab_size, args.weights, float(args.version))))
         return 0
     return run_from_args(args)
 
