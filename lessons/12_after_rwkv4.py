@@ -21,7 +21,7 @@
 # >
 # > **Prerequisites.** Lessons 06 (WKV), 08 (kernels), 09 (state vs KV cache) and 10 (training).
 # >
-# > **Time.** about 75 minutes: reading 25 (2,049 words, 118 lines of code),
+# > **Time.** about 55 minutes: reading 15 (1,378 words, 99 lines of code),
 # > running 1 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
 #
 # The lineage of this course ends at RWKV-4; RWKV did not. Three versions followed, each a small
@@ -197,11 +197,11 @@ plt.show()
 #
 # ## 6. Associative recall: a tiny RWKV-7 against a tiny RWKV-4 of the same size
 #
-# The task behind that claim, at model level (the task of `tinyrwkv/experiments/recall.py`, here
-# without its distractors): six key-value pairs, then the same keys in a new order, each to be
-# answered with its value (`a 3 f 7 c 1 ... f ? a ? c ?` → `7 3 1`). Keys and values are random in
-# every sequence, so nothing can be memorised in the weights: the model must store the pairs in its
-# state while reading, and look them up. Both models have 2 layers of 32 channels and almost the
+# The task behind that claim, at model level: six key-value pairs, a `?`, then one of the keys;
+# the answer is its value (`a 3 f 7 c 1 ... ? f` → `7`; lesson 06's `experiments/recall.py` asks
+# the same with distractors, against a GPT). Keys and values are random in every sequence, so
+# nothing can be memorised in the weights: the model must store the pairs in its state while
+# reading, and look one up at the end. Both models have 2 layers of 32 channels and almost the
 # same number of parameters (RWKV-7: 4 heads of 8).
 #
 # The full run (1,500 steps each, minutes of CPU) ships with the package; it is drawn first. Then,

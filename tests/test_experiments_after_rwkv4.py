@@ -1,6 +1,6 @@
 """Lesson 12's experiments (tinyrwkv/experiments/after_rwkv4.py): the state formula equals what the
 models carry, the decay maps come from the shipped models, the delta rule replaces what a decayed
-sum piles up, and the shipped recall results (experiments.recall's task) show RWKV-7 ahead."""
+sum piles up, the recall task is well formed, and the shipped recall results show RWKV-7 ahead."""
 import json
 
 import numpy as np
@@ -39,6 +39,16 @@ def test_delta_rule_replaces_and_sum_piles_up(writes):
         assert total["error"] > 0.3
     with pytest.raises(ValueError, match="rule must be"):
         ex.write_and_read("product")
+
+
+def test_recall_batch_is_well_formed():
+    inputs, targets = ex.recall_batch(np.random.default_rng(0), 32, n_keys=16, n_values=16, n_pairs=6)
+    assert inputs.shape == targets.shape == (32, 14)
+    assert (targets[:, :-1] == -1).all() and (inputs[:, -2] == 32).all()
+    for seq, answer in zip(inputs, targets[:, -1]):
+        keys, values = seq[0:12:2], seq[1:12:2]
+        assert len(set(keys)) == 6 and (keys < 16).all() and (values >= 16).all() and (values < 32).all()
+        assert answer == values[list(keys).index(seq[-1])]
 
 
 def test_shipped_recall_results_show_rwkv7_ahead_at_equal_size():

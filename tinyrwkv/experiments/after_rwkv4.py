@@ -4,9 +4,8 @@
     decay_maps(tokens)               the per-token decay of the tiny RWKV-7 next to the tiny RWKV-4's constant one
     write_and_read(rule, ...)        one head's state written with a decayed sum (v5/6) or the delta rule (v7),
                                      then read back: how much of the LAST value stored under a key comes back
-    train_recall                     associative recall (``experiments.recall``'s task, no distractor): pairs
-                                     "key value" ..., then the keys again: say each one's value; a tiny RWKV-4
-                                     and a tiny RWKV-7 of the same size trained on it
+    recall_batch / train_recall      associative recall, one marked question: pairs "key value" ..., '?', a
+                                     key: say its value; a tiny RWKV-4 and a tiny RWKV-7 of the same size
 
 Figures (``make_figures``):
 
@@ -32,7 +31,6 @@ import time
 import numpy as np
 
 from ..kernels import wkv6_numpy, wkv7_numpy
-from . import recall
 from ._cli import experiment_main
 from ._plotting import figure, finish, output_folder
 
@@ -191,9 +189,33 @@ def plot_delta_rule(max_writes=24, n_keys=4, path=None, fig=None):
 
 # --------------------------------------------------------------------------- associative recall
 
-RECALL = {"n_pairs": 6, "batch": 64, "steps": 1500, "lr": 3e-3, "eval_every": 100, "eval_n": 256,
-          "size": {"n_layer": 2, "n_embd": 32, "ffn_dim": 64}, "rwkv7": {"head_size": 8, "lora": 4}}
-FAST_RECALL = {**RECALL, "steps": 20, "eval_every": 20, "batch": 16, "eval_n": 32}
+RECALL = {"n_keys": 16, "n_values": 16, "n_pairs": 6, "batch": 64, "steps": 1500, "lr": 3e-3, "eval_every": 100,
+          "eval_n": 512, "size": {"n_layer": 2, "n_embd": 32, "ffn_dim": 64}, "rwkv7": {"head_size": 8, "lora": 4}}
+FAST_RECALL = {**RECALL, "steps": 20, "eval_every": 20, "batch": 16, "eval_n": 64}
+
+
+def recall_vocab(n_keys, n_values):
+    """Token ids: keys 0 .. n_keys-1, values n_keys .. n_keys+n_values-1, then the question mark '?'."""
+    return n_keys + n_values + 1
+
+
+def recall_batch(rng, batch, n_keys=16, n_values=16, n_pairs=6):
+    """One marked question per sequence: ``k1 v1 k2 v2 ... kn vn ? kq`` -> the value that followed kq.
+
+    The simplest form of ``experiments/recall.py``'s task (which has distractors and asks every key
+    again, unmarked): here a '?' says where the question is, so the state's one job is unmistakable.
+    Keys are distinct within a sequence, values random. Returns (inputs (B, 2n+2), targets (B, 2n+2)),
+    every target -1 (ignored) except the last, the answer."""
+    keys = np.argsort(rng.random((batch, n_keys)), axis=1)[:, :n_pairs]             # distinct keys
+    values = n_keys + rng.integers(0, n_values, (batch, n_pairs))
+    query = rng.integers(0, n_pairs, batch)
+    seq = np.empty((batch, 2 * n_pairs + 2), np.int64)
+    seq[:, 0:2 * n_pairs:2], seq[:, 1:2 * n_pairs:2] = keys, values
+    seq[:, -2] = n_keys + n_values                                                    # '?'
+    seq[:, -1] = keys[np.arange(batch), query]
+    targets = np.full_like(seq, -1)
+    targets[:, -1] = values[np.arange(batch), query]
+    return seq, targets
 
 
 def recall_models(settings=RECALL, seed=0):
@@ -202,7 +224,7 @@ def recall_models(settings=RECALL, seed=0):
     from ..models.rwkv7_train import RWKV7LanguageModel, rwkv7_config
     from ..models.rwkv_train import RWKVLanguageModel
 
-    V = recall.VOCAB
+    V = recall_vocab(settings["n_keys"], settings["n_values"])
     size, r = settings["size"], settings["rwkv7"]
     rwkv4 = RWKVLanguageModel(RWKVConfig(vocab_size=V, **size), backend="numba", seed=seed)
     rwkv7 = RWKV7LanguageModel(rwkv7_config(vocab_size=V, head_size=r["head_size"], decay_lora=r["lora"],
@@ -212,11 +234,11 @@ def recall_models(settings=RECALL, seed=0):
 
 
 def recall_accuracy(model, settings=RECALL, seed=12345):
-    """Fraction of the values recalled right (argmax) in settings["eval_n"] fixed held-out sequences."""
-    inputs, targets = recall.recall_batch(np.random.default_rng(seed), settings["eval_n"], settings["n_pairs"], 0)
+    """Fraction of settings["eval_n"] fixed held-out questions answered right (argmax of the last logits)."""
+    inputs, targets = recall_batch(np.random.default_rng(seed), settings["eval_n"], settings["n_keys"],
+                                   settings["n_values"], settings["n_pairs"])
     logits, _ = model.forward(inputs)
-    scored = targets != -1
-    return float(np.mean(np.argmax(logits, axis=-1)[scored] == targets[scored]))
+    return float(np.mean(np.argmax(logits[:, -1], axis=-1) == targets[:, -1]))
 
 
 def train_recall(settings=RECALL, seed=0, progress=False) -> dict:
@@ -227,9 +249,9 @@ def train_recall(settings=RECALL, seed=0, progress=False) -> dict:
     s = settings
 
     def batches(rng, step):
-        return recall.recall_batch(rng, s["batch"], s["n_pairs"], 0)
+        return recall_batch(rng, s["batch"], s["n_keys"], s["n_values"], s["n_pairs"])
 
-    out = {"settings": {k: v for k, v in s.items()}, "chance": 1.0 / recall.N_VALUES, "models": {}}
+    out = {"settings": {k: v for k, v in s.items()}, "chance": 1.0 / s["n_values"], "models": {}}
     for name, model in recall_models(s, seed).items():
         t0 = time.perf_counter()
         evals = [(0, recall_accuracy(model, s))]
@@ -309,7 +331,7 @@ def plot_recall(results, path=None, fig=None, note=""):
     ax.set_xlabel("training step")
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"Associative recall: {s['n_pairs']} key-value pairs, then the keys again"
+    ax.set_title(f"Associative recall: {s['n_pairs']} key-value pairs, '?', then one of the keys"
                  + (f"\n{note}" if note else ""),
                  fontsize=10)
     ax.grid(True, alpha=0.3)
