@@ -23,6 +23,7 @@ One forward, per block (M = B T rows; "mv" = matvec when T = 1, matmul otherwise
 
     h = layernorm(x)                   ln1
     xk, xv, xr = shift_mix3(h, att_x)  token shift + three mixes, one kernel; att_x <- h[:, -1]
+                                       (inside the mix when T = 1, by save_last after it otherwise)
     k, v, r = mv(xk, Wk), mv(xv, Wv), mv(xr, Wr)
     y = wkv(k, v; aa, bb, pp)           wkv_cuda's kernels, the state updated in place
     y *= sigmoid(r);  x += mv(y, Wo)   the add fused into the product (accumulate)
@@ -355,7 +356,8 @@ class DeviceRWKV(RWKVBase):
             k("layernorm", ln, f["x"], blk["ln1.weight"], blk["ln1.bias"], eps, f["h"])
             k("shift+mix", ew, ops.shift_mix3, M * C, s["h"], att_x[i], blk["att.time_mix_k"],
               blk["att.time_mix_v"], blk["att.time_mix_r"], s["xk"], s["xv"], s["xr"])
-            k("shift+mix", ew, ops.save_last, B * C, s["h"], att_x[i])
+            if T > 1:                                                    # (T = 1: the mix did it)
+                k("shift+mix", ew, ops.save_last, B * C, s["h"], att_x[i])
             self._linear("att k,v,r", f["xk"], blk["att.key.weight"], f["k"])
             self._linear("att k,v,r", f["xv"], blk["att.value.weight"], f["v"])
             self._linear("att k,v,r", f["xr"], blk["att.receptance.weight"], f["r"])
@@ -371,7 +373,8 @@ class DeviceRWKV(RWKVBase):
             k("layernorm", ln, f["x"], blk["ln2.weight"], blk["ln2.bias"], eps, f["h"])
             k("shift+mix", ew, ops.shift_mix2, M * C, s["h"], ffn_x[i], blk["ffn.time_mix_k"],
               blk["ffn.time_mix_r"], s["xk"], s["xr"])
-            k("shift+mix", ew, ops.save_last, B * C, s["h"], ffn_x[i])
+            if T > 1:
+                k("shift+mix", ew, ops.save_last, B * C, s["h"], ffn_x[i])
             self._linear("ffn key", f["xk"], blk["ffn.key.weight"], s["fk"])
             k("gates", ew, ops.squared_relu, M * self.config.ffn_dim, s["fk"])
             self._linear("ffn receptance", f["xr"], blk["ffn.receptance.weight"], f["r"])
