@@ -64,13 +64,13 @@ def libnvvm_missing_reason():
 def pytest_collection_modifyitems(config, items):
     network = os.environ.get("TINYRWKV_NETWORK") == "1"
     real_gpu = os.environ.get("TINYRWKV_REAL_GPU") == "1"
-    nvvm_missing = libnvvm_missing_reason() if any("nvvm" in item.keywords for item in items) else None
+    nvvm_missing = libnvvm_missing_reason() if any(item.get_closest_marker("nvvm") for item in items) else None
     for item in items:
-        if "nvvm" in item.keywords and nvvm_missing:
+        if item.get_closest_marker("nvvm") and nvvm_missing:
             item.add_marker(pytest.mark.skip(reason=nvvm_missing))
-        if "network" in item.keywords and not network:
+        if item.get_closest_marker("network") and not network:
             item.add_marker(pytest.mark.skip(
                 reason="needs internet and the real RWKV-4 169M weights: run with TINYRWKV_NETWORK=1"))
-        if "gpu" in item.keywords and not real_gpu:
+        if item.get_closest_marker("gpu") and not real_gpu:   # (a marker: a folder named gpu is not one)
             item.add_marker(pytest.mark.skip(
                 reason="needs a real CUDA GPU: run with TINYRWKV_REAL_GPU=1 on a machine that has one"))

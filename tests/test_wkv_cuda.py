@@ -241,13 +241,13 @@ def test_gpu_check_script_rehearses_on_the_simulator(tmp_path):
     gpu_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_check)
     out = tmp_path / "check.json"
-    gpu_check.main(["--tiny", "--out", str(out), "--only", "environment,parity,timing,launch_sweep"])
+    gpu_check.main(["--tiny", "--out", str(out), "--only", "environment,wkv_parity,wkv_timing,launch_sweep"])
     sections = json.loads(out.read_text())["sections"]
-    for name in ("environment", "parity", "timing", "launch_sweep"):
+    for name in ("environment", "wkv_parity", "wkv_timing", "launch_sweep"):
         assert "error" not in sections[name], sections[name].get("traceback")
-    assert sections["parity"]["ok"] is True
-    assert sections["parity"]["forward_v3"]["y"] < 1e-5
-    assert set(sections["timing"]["1x8x8"]) >= {"forward_v1", "forward_v2", "forward_v3", "backward_v1"}
+    assert sections["wkv_parity"]["ok"] is True
+    assert sections["wkv_parity"]["forward_v3"]["y"] < 1e-5
+    assert set(sections["wkv_timing"]["1x8x8"]) >= {"forward_v1", "forward_v2", "forward_v3", "backward_v1"}
 
 
 def test_without_libnvvm_the_compile_test_skips_and_says_why():

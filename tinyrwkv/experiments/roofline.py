@@ -101,6 +101,31 @@ def decode_bytes(params) -> int:
     return int(total)
 
 
+def weights_per_token(n_layer: int, n_embd: int, ffn_dim: int, vocab_size: int) -> int:
+    """RWKV-4 matrix weights one token multiplies: per layer time-mix key, value, receptance, output
+    (4 C^2) and channel-mix key (F x C), value (C x F), receptance (C^2); then the head (V x C).
+    (The embedding is a lookup: one row, no product.)"""
+    C, F_ = n_embd, ffn_dim
+    return n_layer * (5 * C * C + 2 * C * F_) + vocab_size * C
+
+
+def bytes_per_token(n_layer: int, n_embd: int, ffn_dim: int, vocab_size: int, bytes_per_weight: float) -> float:
+    """Bytes of weight matrices one decoding step reads: every matrix weight once, plus the one
+    embedding row of the token, at ``bytes_per_weight`` each (vectors and scales left out)."""
+    return (weights_per_token(n_layer, n_embd, ffn_dim, vocab_size) + n_embd) * bytes_per_weight
+
+
+def predicted_tokens_per_second(bandwidth_gbs: float, nbytes: float) -> float:
+    """The decode bound: a token cannot be faster than reading its ``nbytes`` at ``bandwidth_gbs`` (1e9 B/s)."""
+    return bandwidth_gbs * 1e9 / nbytes
+
+
+def arithmetic_intensity(bytes_per_weight: float, tokens_per_call: int) -> float:
+    """Flops per byte of weights read when one read of the weights serves ``tokens_per_call`` tokens:
+    2 flops (multiply, add) per weight and token, b bytes per weight: 2 T / b."""
+    return 2.0 * tokens_per_call / bytes_per_weight
+
+
 def matrix_weights(params) -> int:
     """P: weights in the matrix products of a token (every 2-d matrix but the embedding)."""
     return int(sum(v.size for k, v in params.items() if np.ndim(v) == 2 and k != "emb.weight"))
@@ -143,6 +168,44 @@ def prompt_speed(model, length: int = 512, repeats: int = 2) -> float:
         model.forward(prompt, full_output=False)
         best = min(best, time.perf_counter() - t0)
     return length / best
+
+
+def prompt_profile(model, length: int = 512, repeats: int = 3) -> dict:
+    """Where a ``length``-token prompt's time goes (last logits only): seconds in the matrix products
+    (every ``F.linear``), in the WKV recurrence, and in everything else (layer norms, mixes, gates,
+    the embedding), from the best of ``repeats`` calls, timed by wrapping those two functions."""
+    import contextlib
+
+    from ..nn import functional as F
+    spent = {"linear": 0.0, "wkv": 0.0}
+
+    def timed(fn, key):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[key] += time.perf_counter() - t0
+        return wrapper
+
+    prompt = np.arange(length) % model.config.vocab_size
+    model.forward(prompt[:8], full_output=False)
+    best = None
+    linear, wkv_forward = F.linear, model.wkv.wkv_forward
+    with contextlib.ExitStack() as undo:
+        F.linear = timed(linear, "linear")
+        model.wkv.wkv_forward = timed(wkv_forward, "wkv")
+        undo.callback(setattr, F, "linear", linear)
+        undo.callback(setattr, model.wkv, "wkv_forward", wkv_forward)
+        for _ in range(repeats):
+            spent.update(linear=0.0, wkv=0.0)
+            t0 = time.perf_counter()
+            model.forward(prompt, full_output=False)
+            total = time.perf_counter() - t0
+            if best is None or total < best["total"]:
+                best = {"total": total, **spent}
+    best["other"] = best["total"] - best["linear"] - best["wkv"]
+    return best
 
 
 def quality(reference, model, tokens) -> dict:
