@@ -147,3 +147,18 @@ def test_cli_with_the_shipped_tiny_model(capsys):
     code = cli.main(["compare", "--length", "32", "--new-tokens", "8", "--train-steps", "0"])
     out = capsys.readouterr().out
     assert code == 0 and "tiny shipped RWKV-4" in out and "'The fox " in out
+
+
+def test_the_shipped_peers_are_trained_and_load_through_the_checked_reader():
+    """The GPT and LSTM shipped for the tiny model (scripts/train_compare_peers.py) load without
+    training, have the RWKV's size, and predict the held-out tales far better than chance (ln 61 = 4.1)."""
+    assert all(path.is_file() for path in compare.PEER_FILES.values()), compare.PEER_FILES
+    rwkv, tok = tinyrwkv.load("tiny", progress=False), tinyrwkv.load_tokenizer("tiny")
+    peers = compare.build_peers(rwkv, trainable=True)                 # train_steps=None: the shipped ones
+    ids = compare.sequence_ids(tok, "The fox ", 96)
+    for name, stepper in peers.items():
+        assert stepper.note.startswith("shipped, trained offline"), stepper.note
+        assert abs(stepper.num_parameters() - rwkv.num_parameters()) < 0.01 * rwkv.num_parameters()
+        assert np.nanmean(compare.stream(stepper, ids)["loss"]) < 2.6, name
+    # a peer of another size does not take the shipped weights (it would train instead)
+    assert compare.shipped_peer("gpt", GPT(61, dim=16, n_heads=2, n_layers=2)) is None
