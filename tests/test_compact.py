@@ -85,6 +85,11 @@ def test_parallel_and_one_thread_kernels_agree(rows):
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(outs[2], outs[3], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(outs[0], x @ W8.to_float32().T, rtol=1e-5, atol=1e-4)
+    G8 = Int8Weight.from_float32(w, group=16)
+    M.int8_matvec_grouped(G8.q, G8.scales, x, outs[0])
+    M.int8_matvec_grouped_serial(G8.q, G8.scales, x, outs[1])
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outs[0], x @ G8.to_float32().T, rtol=1e-5, atol=1e-4)
 
 
 def test_int8_groups_multiply_right_in_kernel_and_blas_paths():
@@ -158,8 +163,11 @@ def test_int8_load_names_the_tensor_holding_nan(tmp_path):
     params["blocks.0.att.key.weight"][2, 3] = np.nan
     pytest.importorskip("torch")
     write_hf_safetensors(tmp_path, params, config)
+    with pytest.raises(CheckpointError, match=r"model.safetensors: .*key.weight: 1 non-finite value\(s\) "
+                                              r"\(first at index \(2, 3\): NaN\)"):
+        load(tmp_path, weights="int8", progress=False)            # refused by the loader's check ...
     with pytest.raises(CheckpointError, match="model.safetensors.*key.weight.*inf or NaN"):
-        load(tmp_path, weights="int8", progress=False)
+        load(tmp_path, weights="int8", progress=False, allow_nonfinite=True)   # ... and int8 cannot hold it
     with pytest.raises(ValueError, match="weights='int4'"):
         load(tmp_path, weights="int4", progress=False)
 

@@ -25,6 +25,11 @@ the shipped RWKV trained longer, and the table says so), or trained here for ``t
 char-level RWKV of the tales' vocabulary gets peers of its own size, trained here. With any other RWKV checkpoint (e.g.
 the real 169M) the peers have its width, depth and vocabulary but random weights: their times
 and state sizes are real, their text is noise, and the table says "untrained".
+
+The RWKV-7 column ("rwkv7"): the shipped tiny RWKV-7 ("tiny7": the tiny RWKV-4's size and recipe)
+beside a small_tales char model; beside any other checkpoint, the real RWKV-7 168M when it is
+downloaded (``tinyrwkv download rwkv7-pile-168m``) and the model reads the same GPT-NeoX ids, else an
+RWKV-7 of the model's width, depth and vocabulary with random weights.
 """
 from __future__ import annotations
 
@@ -37,11 +42,11 @@ import numpy as np
 
 from .errors import ParameterError, TinyRWKVError
 
-PEERS = ("gpt", "lstm")
+PEERS = ("gpt", "lstm", "rwkv7")
 # The peers of the shipped tiny RWKV-4, trained offline (scripts/train_compare_peers.py)
 PEER_FILES = {name: pathlib.Path(__file__).resolve().parent / "data" / f"peer_{name}.npz" for name in ("gpt", "lstm")}
 DEFAULT_TRAIN_STEPS = 200          # when they do not fit (another char-level RWKV), they train here
-PEER_LABELS = {"gpt": "GPT + KV cache", "lstm": "LSTM"}
+PEER_LABELS = {"gpt": "GPT + KV cache", "lstm": "LSTM", "rwkv7": "RWKV-7"}
 DEFAULT_PROMPTS = {"tiny": "The fox ", "real": "The Eiffel Tower is located in the city of"}
 
 
@@ -71,8 +76,10 @@ class Stepper:
     """
 
     def __init__(self, name: str, model, note: str = ""):
+        from .models.rwkv import RWKVBase
+
         self.name, self.model, self.note = name, model, note
-        self.is_rwkv = type(model).__name__ == "RWKV"
+        self.is_rwkv = isinstance(model, RWKVBase)           # RWKV-4 .. 7 inference models: step(int, state)
         self.reset()
 
     def reset(self):
@@ -173,7 +180,7 @@ def shipped_peer(name: str, model):
 
 def build_peers(rwkv, peers=PEERS, trainable: bool = False, train_steps=None, seed: int = 0,
                 progress: bool = False) -> dict:
-    """name -> Stepper for each of ``peers`` ("gpt", "lstm"), sized like ``rwkv``.
+    """name -> Stepper for each of ``peers`` ("gpt", "lstm", "rwkv7"), sized like ``rwkv``.
 
     ``trainable`` (the rwkv reads small_tales' char ids): the GPT and LSTM of ``matched_peers``. With
     ``train_steps=None`` they are the shipped ones (tinyrwkv/data/peer_*.npz, trained offline by
@@ -190,6 +197,9 @@ def build_peers(rwkv, peers=PEERS, trainable: bool = False, train_steps=None, se
     if unknown:
         raise ParameterError(f"unknown peer(s) {unknown}: choose from {list(PEERS)}")
     out = {}
+    if "rwkv7" in peers:
+        out["rwkv7"] = rwkv7_peer(rwkv, trainable, seed)
+        peers = [p for p in peers if p != "rwkv7"]
     if trainable:
         from . import recipes
         from .data.corpus import load_corpus
@@ -223,6 +233,33 @@ def build_peers(rwkv, peers=PEERS, trainable: bool = False, train_steps=None, se
             model = LSTMLanguageModel(c.vocab_size, hidden_size=c.n_embd, num_layers=c.n_layer, rng=rng)
         out[name] = Stepper(PEER_LABELS[name], model, "untrained (random weights): time and state only")
     return out
+
+
+def rwkv7_peer(rwkv, tiny: bool, seed: int = 0) -> Stepper:
+    """The RWKV-7 column: the shipped tiny RWKV-7 beside a small_tales char model; else the real
+    RWKV-7 168M when downloaded and ``rwkv`` reads its GPT-NeoX ids (vocabulary within its 50,304);
+    else an RWKV-7 of ``rwkv``'s width, depth and vocabulary with random weights."""
+    from .checkpoints import hub
+    from .loading import load
+    from .models.rwkv import RWKVConfig
+    from .models.rwkv7 import RWKV7
+
+    backend = getattr(rwkv, "backend", "auto")
+    if tiny:
+        model = load("tiny7", backend=backend, progress=False)
+        return Stepper("RWKV-7", model, "shipped, trained offline (the tiny RWKV-7: scripts/train_tiny_rwkv7.py, "
+                                        "the tiny RWKV-4's recipe and size)")
+    c = rwkv.config
+    real = hub.named_file("rwkv7-pile-168m")
+    if real is not None and c.vocab_size >= 50277:
+        model = load(real, backend=backend, progress=False)
+        if model.config.vocab_size >= c.vocab_size:
+            return Stepper("RWKV-7", model, "the real RWKV-7 Pile 168M")
+    head = 64 if c.n_embd % 64 == 0 else c.n_embd
+    config = RWKVConfig(n_layer=c.n_layer, n_embd=c.n_embd, vocab_size=c.vocab_size, ffn_dim=c.ffn_dim, version=7,
+                        head_size=head, decay_lora=32, a_lora=32, v_lora=32, gate_lora=32)
+    return Stepper("RWKV-7", RWKV7.random(config, seed=seed, backend=backend),
+                   "untrained (random weights): time and state only")
 
 
 def sequence_ids(tokenizer, prompt: str, length: int) -> np.ndarray:
@@ -422,7 +459,7 @@ def add_arguments(p) -> None:
                         "sentence otherwise)")
     p.add_argument("--model", default="tiny", help="'tiny' (shipped), or a repo id / folder / checkpoint file")
     p.add_argument("--tokenizer", default=None, help="tokenizer.json or folder (default: beside the model)")
-    p.add_argument("--peers", default="gpt,lstm", help="comma-separated: gpt, lstm (default: both)")
+    p.add_argument("--peers", default="gpt,lstm,rwkv7", help="comma-separated: gpt, lstm, rwkv7 (default: all)")
     p.add_argument("--length", type=int, default=512, help="tokens in the timed sequence (default 512)")
     p.add_argument("--new-tokens", type=int, default=60, help="greedy continuation length (default 60)")
     p.add_argument("--train-steps", type=int, default=None,
@@ -439,7 +476,7 @@ def run_from_args(args) -> int:
 
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     if not peers:
-        raise ParameterError("--peers is empty: give gpt, lstm or gpt,lstm")
+        raise ParameterError("--peers is empty: give any of gpt, lstm, rwkv7 (comma-separated)")
     unknown = sorted(set(peers) - set(PEERS))
     if unknown:
         raise ParameterError(f"--peers: unknown peer(s) {unknown}; choose from {', '.join(PEERS)}")
