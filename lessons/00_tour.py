@@ -24,9 +24,10 @@
 # > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
 # >
 # > *How the times in these boxes are estimated* (every lesson): reading the text at 150 words a
-# > minute and the code at 15 lines a minute, plus the lesson's measured run time in full mode on a
-# > 2-core laptop-class CPU, plus 10 minutes per exercise. `python scripts/lesson_times.py` recomputes
-# > them. Your own pace will differ; the ratios between lessons are the useful part.
+# > minute and the code at 15 lines a minute, plus the lesson's run time in full mode, measured once
+# > on a 2-core machine shared with other jobs (so an upper bound), plus 10 minutes per exercise.
+# > `python scripts/lesson_times.py` recomputes them (`--measure NN` re-times a lesson). Your own
+# > pace will differ; the ratios between lessons are the useful part.
 #
 # **tinyrwkv** rebuilds, from scratch and in plain NumPy (plus a few Numba kernels), the line of
 # sequence models that ends in **RWKV-4**:
@@ -128,7 +129,6 @@ assert "numpy" in backends and "numba" in backends
 draw('course_map')
 
 # %% [markdown]
-#
 # | lesson | what you build and see |
 # |---|---|
 # | [01 · RNN](01_rnn.ipynb) | the hidden state, backprop through time, vanishing and exploding gradients |

@@ -75,7 +75,6 @@ print(f"FAST={FAST}: copy task delay {COPY_DELAY}, {COPY_STEPS} steps; char LM {
 draw('gru_cell')
 
 # %% [markdown]
-#
 # One GRU step, exactly `torch.nn.GRU` (gate order **r, z, n** in $W_{ih}$, $W_{hh}$ and both biases):
 #
 # $$ \begin{aligned}

@@ -149,7 +149,6 @@ assert np.all(weights[1, :, 3:] == 0.0)                         # ... that never
 draw('gnmt_stack')
 
 # %% [markdown]
-#
 # ```
 #  encoder                                   decoder
 #  layer 3:  LSTM(layer 2) + layer 2         layer 3:  LSTM([h² ; a]) + h²   -> softmax over characters

@@ -219,7 +219,6 @@ plt.show()
 draw('transformer_block')
 
 # %% [markdown]
-#
 # A Transformer layer has two **sublayers**: self-attention (positions talk to each other) and a
 # position-wise **feed-forward network** $\mathrm{FFN}(x) = W_2\, \mathrm{relu}(W_1 x + b_1) + b_2$
 # (each position thinks on its own, usually $4\times$ wider inside). Each sublayer is wrapped in a

@@ -93,7 +93,6 @@ print(f"FAST={FAST}")
 draw('rwkv_block')
 
 # %% [markdown]
-#
 # `load_real_or_tiny` asks `find_local_model` (no network: the `TINYRWKV_MODEL` environment
 # variable, then the Hugging Face cache) and loads what it finds, or falls back to the tiny model.
 

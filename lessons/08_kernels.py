@@ -243,7 +243,6 @@ plt.show()
 draw('kernel_threads')
 
 # %% [markdown]
-#
 # A GPU runs thousands of threads at once, in **blocks** (up to 1024 threads each) that the
 # hardware schedules in **warps** of 32 threads executing in lockstep. The WKV plan, from BlinkDL's
 # kernel: **thread $i$ owns the pair $(b, c) = (i \,//\, C,\ i \,\%\, C)$** and walks over time with

@@ -76,7 +76,6 @@ print(f"FAST={FAST}: generation up to T={GEN_LENGTHS[-1]}, prompts up to T={PROM
 draw('state_vs_kv_cache')
 
 # %% [markdown]
-#
 # `small_models()` builds an RNN, a GPT and an RWKV of the same width $C$ and depth $L$ (the sizes
 # of lesson 05's measurements). We add an LSTM. `state_floats(model, T)` feeds $T$ tokens through
 # `model.step` and counts the floats in the state it returns: the real object, not a formula.

@@ -204,7 +204,6 @@ assert before["att.key.weight"] == 0 and before["att.output.weight"] > 0 and aft
 draw('training_step')
 
 # %% [markdown]
-#
 # `tinyrwkv.training.train` runs the same loop for every model of the course:
 # zero the gradients, forward + loss, backward, clip the global gradient norm, Adam update. Here is
 # one step of it, written out, on a copy of the RWKV:

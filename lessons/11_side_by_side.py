@@ -74,7 +74,6 @@ print(f"FAST={FAST}: {LENGTH} tokens, peers trained {TRAIN_STEPS} steps")
 draw('side_by_side')
 
 # %% [markdown]
-#
 # The RWKV is the tiny model shipped with the package (4 layers of width 64, trained by
 # `scripts/train_tiny_rwkv.py` on the `small_tales` characters). Its peers come from lesson 10's comparison: a pre-norm GPT of
 # the same width and depth whose feed-forward width is chosen to match the parameter count, and a

@@ -24,6 +24,9 @@ The full run takes several CPU minutes; its numbers are saved in ``tinyrwkv/data
 ``--fast`` trains for a few seconds: the figure then says its numbers are not meaningful.
 
     python -m tinyrwkv.experiments.recall --out figures/ [--fast | --retrain]
+
+The models are tiny: on a busy machine run with OPENBLAS_NUM_THREADS=1 (measured on a 2-core machine
+under load: 0.07 CPU s per training step with one BLAS thread, 1.5 s with the default thread pool).
 """
 from __future__ import annotations
 
