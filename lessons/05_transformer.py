@@ -21,7 +21,7 @@
 # >
 # > **Prerequisites.** Lesson 04 (attention as a soft lookup); matrix products and broadcasting.
 # >
-# > **Time.** about 65 minutes: reading 25 (1,519 words, 186 lines of code),
+# > **Time.** about 65 minutes: reading 25 (1,546 words, 186 lines of code),
 # > running 3 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
 #
 # GNMT (lesson 04) read the source with LSTMs and used attention only as a bridge between encoder

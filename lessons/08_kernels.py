@@ -22,7 +22,7 @@
 # >
 # > **Prerequisites.** Lesson 06 (the WKV recurrence and its stable form). No GPU needed.
 # >
-# > **Time.** about 50 minutes: reading 20 (1,507 words, 173 lines of code),
+# > **Time.** about 55 minutes: reading 20 (1,534 words, 173 lines of code),
 # > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
 #
 # Everything in an RWKV layer is a matrix product, except one thing: the WKV recurrence (lesson

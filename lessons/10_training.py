@@ -20,8 +20,8 @@
 # >
 # > **Prerequisites.** Lessons 01 (BPTT), 05 (GPT) and 06 (WKV and its backward).
 # >
-# > **Time.** about 55 minutes: reading 15 (1,097 words, 143 lines of code),
-# > running 7 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
+# > **Time.** about 65 minutes: reading 15 (1,124 words, 143 lines of code),
+# > running 9 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
 #
 # RWKV's claim is that it **trains like a Transformer** (in parallel over the whole sequence) and
 # **runs like an RNN**. Lessons 06–09 covered the running. Here we train: a tiny RWKV-4, a GPT and

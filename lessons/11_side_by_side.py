@@ -20,8 +20,8 @@
 # >
 # > **Prerequisites.** Lessons 09 and 10.
 # >
-# > **Time.** about 40 minutes: reading 10 (932 words, 57 lines of code),
-# > running 2 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
+# > **Time.** about 50 minutes: reading 10 (958 words, 57 lines of code),
+# > running 2 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
 #
 # The whole course in one experiment. Three language models of the same size read **the same
 # token ids**, one token at a time, the way they would while generating:
