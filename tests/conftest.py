@@ -41,13 +41,36 @@ def neox_tokenizer_path():
     return p
 
 
+def libnvvm_missing_reason():
+    """None when Numba can load libNVVM (which it needs even to lower a kernel for a real GPU), else why
+    not. Looks where Numba looks (numba.cuda.cuda_paths, importable under the simulator too, unlike
+    numba.cuda.cudadrv.libs) and loads the library in this process: no subprocess, no GPU needed."""
+    import ctypes
+    import sys
+    try:
+        from numba.cuda.cuda_paths import get_cuda_paths
+        path = get_cuda_paths()["nvvm"].info
+    except Exception as e:      # a Numba without its CUDA package, or one laid out differently
+        return f"cannot locate libNVVM through numba.cuda.cuda_paths ({type(e).__name__}: {e})"
+    name = path or {"win32": "nvvm.dll", "darwin": "libnvvm.dylib"}.get(sys.platform, "libnvvm.so")
+    try:
+        ctypes.CDLL(name)
+    except OSError as e:
+        return (f"libNVVM (the CUDA toolkit's compiler library) is not installed here ({e}); "
+                f"install the CUDA toolkit to run this test")
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     network = os.environ.get("TINYRWKV_NETWORK") == "1"
     real_gpu = os.environ.get("TINYRWKV_REAL_GPU") == "1"
+    nvvm_missing = libnvvm_missing_reason() if any(item.get_closest_marker("nvvm") for item in items) else None
     for item in items:
-        if "network" in item.keywords and not network:
+        if item.get_closest_marker("nvvm") and nvvm_missing:
+            item.add_marker(pytest.mark.skip(reason=nvvm_missing))
+        if item.get_closest_marker("network") and not network:
             item.add_marker(pytest.mark.skip(
                 reason="needs internet and the real RWKV-4 169M weights: run with TINYRWKV_NETWORK=1"))
-        if "gpu" in item.keywords and not real_gpu:
+        if item.get_closest_marker("gpu") and not real_gpu:   # (a marker: a folder named gpu is not one)
             item.add_marker(pytest.mark.skip(
                 reason="needs a real CUDA GPU: run with TINYRWKV_REAL_GPU=1 on a machine that has one"))

@@ -126,11 +126,15 @@ def test_registry_and_python_dash_m(model_dir):
 def test_bench_machinery_tiny(capsys):
     """Not a speed test: the tiny benchmark runs its worker subprocess and prints a table."""
     code, out, err = run(capsys, "bench", "--tiny", "--no-peers", "--rounds", "1", "--repeats", "1",
-                         "--prompt-length", "8", "--decode-tokens", "3")
+                         "--prompt-length", "8", "--decode-tokens", "3", "--weights", "fp32,int8")
     assert code == 0, err
-    line = next(line for line in out.splitlines() if line.startswith("tinyrwkv"))
-    decode, prompt = (float(x) for x in line.split()[-2:])
-    assert decode > 0 and prompt > 0 and np.isfinite(decode)
+    for fmt in ("fp32", "int8"):
+        line = next(line for line in out.splitlines() if line.startswith(f"tinyrwkv {fmt}"))
+        decode, prompt = float(line.split()[2]), float(line.split()[-3])
+        assert decode > 0 and prompt > 0 and np.isfinite(decode)
+        assert line.split()[5].endswith("%")     # ... of the decode bound measured in the same run
+    assert "read bandwidth" in out and "GEMM" in out
+    assert_usage_error(*run(capsys, "bench", "--tiny", "--weights", "fp32,int4"), "--weights", "int4")
     assert_usage_error(*run(capsys, "bench", "--tiny", "--repeats", "0"), "--repeats must be >= 1")
 
 

@@ -71,6 +71,22 @@ def test_linear_equals_float32_product_with_the_dequantised_matrix(fmt, rows):
     np.testing.assert_allclose(F.linear(x.reshape(1, rows, 48), W)[0], got, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("rows", [1, 5])
+def test_parallel_and_one_thread_kernels_agree(rows):
+    """Small matrices take the one-thread twins; both variants compute the same products."""
+    w = random_matrix(70, 64)
+    x = np.random.default_rng(2).standard_normal((rows, 64)).astype(np.float32)
+    W8, W16 = Int8Weight.from_float32(w), BF16Weight.from_float32(w)
+    outs = [np.empty((rows, 70), np.float32) for _ in range(4)]
+    M.int8_matvec(W8.q, W8.scales, x, outs[0])
+    M.int8_matvec_serial(W8.q, W8.scales, x, outs[1])
+    M.bf16_matvec(W16.words, x, outs[2])
+    M.bf16_matvec_serial(W16.words, x, outs[3])
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outs[2], outs[3], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outs[0], x @ W8.to_float32().T, rtol=1e-5, atol=1e-4)
+
+
 def test_int8_groups_multiply_right_in_kernel_and_blas_paths():
     w = random_matrix(20, 64)
     W = Int8Weight.from_float32(w, group=16)
@@ -239,3 +255,29 @@ def test_169m_int8_loads_in_a_third_of_the_fp32_memory(tmp_path):
     report = json.loads(got.stdout)
     assert report["resident"] <= 0.26 * fp32_bytes, report
     assert report["over_baseline"] <= 0.35 * fp32_bytes, (report, fp32_bytes)
+
+
+@pytest.mark.parametrize("version", [5.2, 6, 7])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_rwkv5_6_7_run_on_compact_weights(version, fmt):
+    """The v5-v7 models call linear(x, W) for every matrix: compact weights work unchanged, serial ==
+    parallel, and the logits stay near fp32 on the same weights."""
+    from factories import random_rwkv567_params, rwkv567_config
+    from tinyrwkv.experiments.roofline import compact_params
+    from tinyrwkv.loading import model_class
+    from tinyrwkv.models.rwkv import RWKVConfig
+    cfg = rwkv567_config(version, n_layer=2, n_embd=32, head_size=8, vocab_size=41, ffn_dim=64)
+    config, params = RWKVConfig.from_dict(cfg), random_rwkv567_params(cfg, seed=1)
+    m32 = model_class(version)(config, params, backend="numba")
+    m = model_class(version)(config, compact_params(params, fmt), backend="numba")
+    assert any(isinstance(v, CompactWeight) for v in m.params.values())
+    tokens = np.random.default_rng(2).integers(0, 41, (2, M.BLAS_MIN_ROWS + 2))
+    full, _ = m.forward(tokens)
+    state, steps = None, []
+    for t in range(tokens.shape[1]):
+        logits, state = m.step(tokens[:, t], state)
+        steps.append(logits)
+    np.testing.assert_allclose(np.stack(steps, 1), full, rtol=1e-4, atol=1e-4)
+    ref, _ = m32.forward(tokens)
+    scale = np.abs(ref).mean()
+    assert np.abs(full - ref).mean() < (0.01 if fmt == "bf16" else 0.03) * scale

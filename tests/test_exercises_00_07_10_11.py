@@ -79,6 +79,7 @@ def test_half_life_catches_mistakes():
     fails_with(check.half_life, lambda td: 1 / np.exp(td), "factor e")
     fails_with(check.half_life, lambda td: np.log(2) * np.exp(td), "not ln 2 * (-w)")
     fails_with(check.half_life, lambda td: 1 / np.exp(td) * np.log2(2), "factor e")
+    fails_with(check.half_life, lambda td: np.log10(2) / np.exp(td), "NATURAL log")
     fails_with(check.half_life, lambda td: np.log(2) / np.exp(td[:-1]), "shape")
 
 

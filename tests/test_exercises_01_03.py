@@ -21,6 +21,7 @@ S01 = load_solutions("01")
 @pytest.mark.parametrize("mistake,hint", [
     (lambda x, h, wi, wh, bi, bh: x @ wi.T + bi + h @ wh.T + bh, "forgot the tanh"),
     (lambda x, h, wi, wh, bi, bh: np.tanh(x @ wi.T + bi + h @ wh.T), "left out b_hh"),
+    (lambda x, h, wi, wh, bi, bh: np.tanh(x @ wi.T + h @ wh.T + bh), "left out b_ih"),
     (lambda x, h, wi, wh, bi, bh: np.tanh(x @ wi.T + bi + bh), "recurrent term"),
     (lambda x, h, wi, wh, bi, bh: np.maximum(x @ wi.T + bi + h @ wh.T + bh, 0), "not relu"),
     (lambda x, h, wi, wh, bi, bh: np.tanh(x @ wi + bi + h @ wh.T + bh), "raised ValueError"),   # W_ih not transposed
@@ -72,6 +73,11 @@ def clip_reports_norm_after(grads, max_norm):
     return clipped, float(np.sqrt(sum(np.sum(g ** 2) for g in clipped.values())))
 
 
+def clip_squared_norm(grads, max_norm):
+    clipped, norm = S01.clip_by_global_norm(grads, max_norm)
+    return clipped, norm ** 2
+
+
 def clip_sum_of_norms(grads, max_norm):
     norm = float(sum(np.linalg.norm(g) for g in grads.values()))
     return {k: g * min(1.0, max_norm / norm) for k, g in grads.items()}, norm
@@ -82,6 +88,7 @@ def clip_sum_of_norms(grads, max_norm):
     (clip_always, "leave the gradients unchanged"),
     (clip_reports_norm_after, "before clipping"),
     (clip_sum_of_norms, "sqrt(sum of squares"),
+    (clip_squared_norm, "take the square root"),
     (lambda grads, max_norm: S01.clip_by_global_norm(grads, max_norm)[0], "tuple of 2"),
 ])
 def test_clip_by_global_norm_catches(mistake, hint):

@@ -7,7 +7,7 @@ from tinyrwkv import cli
 from tinyrwkv.figures import FIGURES
 
 EXPECTED_SETS = {"gradient_flow", "attention_cost", "cost_and_memory", "rwkv_wkv_maps", "kernel_ladder",
-                 "decay_spectrum", "information_flow", "training_curves", "diagrams", "recall"}
+                 "decay_spectrum", "information_flow", "training_curves", "diagrams", "recall", "roofline"}
 
 
 def test_every_experiment_module_is_a_figure_set():

@@ -147,3 +147,22 @@ def test_generate_with_rwkv7():
     a = generate(model, tok, ["hello", "hi there"], max_new_tokens=8, temperature=0)
     b = generate(model, tok, "hi there", max_new_tokens=8, temperature=0)
     assert a[1] == b and len(a[0]) > 0
+
+
+def test_rwkv7_pile_168m_known_by_name(tmp_path, capsys):
+    """`tinyrwkv download rwkv7-pile-168m` fetches one file of BlinkDL/rwkv-7-pile; offline, load()
+    finds it in the Hugging Face cache (built here by hand in the hub's layout) or says how to get it."""
+    from tinyrwkv.checkpoints import hub
+    repo, filename, _ = hub.NAMED_FILES["rwkv7-pile-168m"]
+    assert (repo, filename) == ("BlinkDL/rwkv-7-pile", "RWKV-x070-Pile-168M-20241120-ctx4096.pth")
+    with pytest.raises(CheckpointError, match="tinyrwkv download rwkv7-pile-168m"):
+        tinyrwkv.load("rwkv7-pile-168m", cache_dir=tmp_path, progress=False)
+    repo_dir = tmp_path / "models--BlinkDL--rwkv-7-pile"
+    commit = "0" * 40
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    snapshot = repo_dir / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    write_blinkdl_pth_any(snapshot / filename, random_rwkv567_params(SMALL[7], seed=6), dtype="bfloat16")
+    model = tinyrwkv.load("rwkv7-pile-168m", cache_dir=tmp_path, backend="numpy", progress=False)
+    assert model.config.version == 7 and model.config.head_size == 8

@@ -88,6 +88,13 @@ def _generate_arguments(p: argparse.ArgumentParser) -> None:
                                                           "(default: a fresh one each run)")
     p.add_argument("--stop", action="append", default=None, help="stop at this string (repeatable)")
     p.add_argument("--backend", default="auto", help="WKV kernels: auto, numba, numpy, cuda")
+    _weights_argument(p, "how the weight matrices are kept: fp32, bf16 (half the memory) or int8 (a quarter; "
+                         "faster decoding)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="cuda: the whole model on the GPU (weights and state on the device; "
+                        "the CUDA simulator when NUMBA_ENABLE_CUDASIM=1)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16"),
+                   help="weight storage with --device cuda (float16: half the bytes, float32 sums)")
     p.add_argument("--no-stream", action="store_true", help="print the text at the end instead of as it comes")
 
 
@@ -132,19 +139,30 @@ def _run_generate(args) -> int:
 
     # 2. the model first (a missing path or an offline repo is said at once, naming every missing
     #    piece), then the backend (imports Numba), its tokenizer, then the weights are read
-    from .checkpoints.hub import locate
+    from .checkpoints.hub import NAMED_FILES, locate, named_tokenizer
+    from .loading import resolve_named
     from .tokenizer import resolve_shipped
-    model_path = locate(resolve_shipped(args.model), tokenizer_needed=not args.tokenizer)
+    model_path = locate(resolve_named(resolve_shipped(args.model)), tokenizer_needed=not args.tokenizer)
     check_backend(args.backend)
     from . import generation, loading, tokenizer
     if args.tokenizer:
         tok = tokenizer.load_tokenizer(args.tokenizer)
+    elif args.model in NAMED_FILES and named_tokenizer(args.model):   # e.g. rwkv7-pile-168m: the 20B tokenizer
+        tok = tokenizer.load_tokenizer(named_tokenizer(args.model))
     else:
         try:
             tok = tokenizer.load_tokenizer(default_tokenizer_source(model_path))
         except tokenizer.TokenizerError as e:
             raise UsageError(f"{e}; pass --tokenizer (e.g. a 20B_tokenizer.json)") from None
-    model = loading.load(model_path, backend=args.backend)
+    if args.device == "cuda":
+        from .kernels import NO_GPU_MESSAGE, cuda_usable
+        if not cuda_usable():
+            raise UsageError("--device cuda: " + NO_GPU_MESSAGE)
+        if args.weights != "fp32":
+            raise UsageError(f"--device cuda keeps the weights itself (--dtype float32 or float16); "
+                             f"--weights {args.weights} is for the CPU")
+    model = loading.load(model_path, backend=args.backend, weights=args.weights, device=args.device,
+                         dtype=args.dtype)
     if tok.vocab_size > model.config.vocab_size:
         raise UsageError(f"the tokenizer has {tok.vocab_size} ids but the model only {model.config.vocab_size}: "
                          f"wrong --tokenizer?")
@@ -170,7 +188,8 @@ def _run_generate(args) -> int:
 
 
 def _download_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("repo", help="Hugging Face repo id, e.g. RWKV/rwkv-4-169m-pile")
+    p.add_argument("repo", help="Hugging Face repo id, e.g. RWKV/rwkv-4-169m-pile, or a release known by name: "
+                                "rwkv7-pile-168m (BlinkDL/rwkv-7-pile, RWKV-x070-Pile-168M-20241120-ctx4096.pth)")
     p.add_argument("--revision", default=None, help="a branch, tag or commit (default: main)")
     p.add_argument("--cache-dir", default=None, help="where to keep it (default: the Hugging Face cache, "
                                                      "~/.cache/huggingface)")
@@ -178,6 +197,9 @@ def _download_arguments(p: argparse.ArgumentParser) -> None:
 
 def _run_download(args) -> int:
     from .checkpoints import hub
+    if args.repo in hub.NAMED_FILES:              # a single-file release known by name (e.g. rwkv7-pile-168m)
+        print(hub.named_file(args.repo, args.cache_dir, download_if_missing=True))
+        return 0
     hub.check_repo_id(args.repo)                  # a malformed id is said before any network access
     why = hub.hub_unreachable()
     if why:                                       # offline: the cached copy if there is one, at once
@@ -193,17 +215,31 @@ def _run_download(args) -> int:
 
 
 def _info_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="repo id, folder, .safetensors, .bin, .pth, or 'tiny' (the shipped model)")
+    p.add_argument("source", help="repo id, folder, .safetensors, .bin, .pth, 'tiny' (the shipped model) or "
+                                  "'rwkv7-pile-168m' (once downloaded)")
     p.add_argument("--no-tensors", action="store_true", help="only the summary, not every tensor")
     p.add_argument("--headers-only", action="store_true",
                    help="read only the headers (default: also read every tensor once to count NaN/inf values)")
+    _weights_argument(p, "also print the memory the model takes with its weight matrices in this format")
+
+
+def _weights_argument(p: argparse.ArgumentParser, help: str) -> None:
+    from .nn.compact import FORMATS
+    p.add_argument("--weights", choices=FORMATS, default="fp32", help=help + " (default fp32)")
 
 
 def _run_info(args) -> int:
     from .checkpoints import describe, inspect_checkpoint
     from .tokenizer import resolve_shipped
-    info = inspect_checkpoint(resolve_shipped(args.source), check_values=not args.headers_only)
+    from .loading import resolve_named
+    info = inspect_checkpoint(resolve_named(resolve_shipped(args.source)), check_values=not args.headers_only)
     lines = describe(info)
+    if info["tensors"]:
+        from .nn.compact import bytes_in_format
+        size = sum(bytes_in_format(t["name"], t["shape"], args.weights) for t in info["tensors"])
+        at = next((i + 1 for i, line in enumerate(lines) if line.startswith("parameters:")), len(lines))
+        lines.insert(at, f"memory:     {size / 2**20:.1f} MiB with {args.weights} weight matrices "
+                        f"(tinyrwkv load(..., weights={args.weights!r}))")
     if args.no_tensors:
         lines = [line for line in lines if not line.startswith("  ")]
     print("\n".join(lines))

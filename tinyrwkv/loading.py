@@ -36,8 +36,23 @@ def model_class(version):
     raise ValueError(f"no model for RWKV version {version!r}; known: 4, 5.2, 6, 7")
 
 
+def resolve_named(source, cache_dir=None):
+    """A release known by name ("rwkv7-pile-168m") -> its cached file; CheckpointError with the
+    download command when it is not downloaded. Anything else is returned unchanged."""
+    from .checkpoints import hub
+    if not isinstance(source, str) or source not in hub.NAMED_FILES:
+        return source
+    path = hub.named_file(source, cache_dir)
+    if path is None:
+        repo, filename, _ = hub.NAMED_FILES[source]
+        raise CheckpointError(f"{source} ({repo}/{filename}) is not downloaded here; run once with internet: "
+                              f"tinyrwkv download {source}")
+    return path
+
+
 def load(source, backend: str = "auto", *, weights: str = "fp32", revision: Optional[str] = None,
-         cache_dir=None, progress: bool = True, allow_nonfinite: bool = False) -> RWKVBase:
+         cache_dir=None, progress: bool = True, allow_nonfinite: bool = False, device: str = "cpu",
+         dtype: str = "float32"):
     """Reads an RWKV-4, -5.2, -6 or -7 checkpoint (see ``tinyrwkv.checkpoints.read_checkpoint`` for
     what ``source`` may be), detects the version from its tensors and builds that model on it
     (``model.config.version`` says which; ``repr(model)`` too); ``backend`` picks the WKV kernels
@@ -51,12 +66,26 @@ def load(source, backend: str = "auto", *, weights: str = "fp32", revision: Opti
 
     A weight holding NaN or infinity is refused unless ``allow_nonfinite=True``.
     Raises CheckpointError naming the file, key or shape at fault, or saying what an unsupported
-    file looks like."""
-    source = resolve_shipped(source)
+    file looks like.
+
+    ``device="cuda"`` (RWKV-4) returns a ``tinyrwkv.runners.cuda_rwkv4.DeviceRWKV`` instead: the
+    weights uploaded once (``dtype`` "float32" or "float16" storage on the device) and every op a
+    numba.cuda kernel, with the same forward / step / init_state; ``backend`` is then unused."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"load: device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and weights != "fp32":
+        raise ValueError(f"load: device='cuda' stores the weights itself (dtype='float32' or 'float16'); "
+                         f"weights must be 'fp32', got {weights!r}")
+    source = resolve_named(resolve_shipped(source), cache_dir)
     convert = None if check_format(weights) == "fp32" else compact_reader(weights)
     config, params = read_checkpoint(source, revision=revision, cache_dir=cache_dir, progress=progress,
                                      convert=convert, allow_nonfinite=allow_nonfinite)
     config = RWKVConfig.from_dict(config)
+    if device == "cuda":
+        if config.version != 4:
+            raise ValueError(f"load: device='cuda' runs RWKV-4 models; {source} is RWKV-{config.version}")
+        from .runners.cuda_rwkv4 import DeviceRWKV
+        return DeviceRWKV(config, params, dtype=dtype)
     return model_class(config.version)(config, params, backend=backend)
 
 

@@ -208,3 +208,41 @@ def download(repo_id: str, revision: Optional[str] = None, cache_dir=None, *, pr
     if not _has_weights(folder):
         raise CheckpointError(f"{repo_id}: the repo has no *.safetensors or *.bin weights (downloaded to {folder})")
     return folder
+
+
+# --------------------------------------------------------------------------- single-file releases known by name
+
+# BlinkDL publishes RWKV-5/6/7 as single .pth files inside repos that hold many sizes, so a repo
+# snapshot is the wrong unit: these names fetch one file (and the tokenizer it needs).
+# name -> (repo, file, tokenizer repo): the tokenizer.json of that repo is fetched beside it.
+# (Names as published on huggingface.co/BlinkDL/rwkv-7-pile in 2024-11; not re-checked offline.)
+NAMED_FILES = {
+    "rwkv7-pile-168m": ("BlinkDL/rwkv-7-pile", "RWKV-x070-Pile-168M-20241120-ctx4096.pth", "RWKV/rwkv-4-169m-pile"),
+}
+
+
+def named_file(name: str, cache_dir=None, *, download_if_missing: bool = False,
+               progress: bool = True) -> Optional[pathlib.Path]:
+    """The local copy of a release in ``NAMED_FILES`` (e.g. "rwkv7-pile-168m": RWKV-7 Pile 168M, which
+    uses the GPT-NeoX-20B tokenizer), from the cache without network access; None when it is not
+    there, unless ``download_if_missing`` (then it is fetched, with the tokenizer.json it needs)."""
+    repo, filename, tokenizer_repo = NAMED_FILES[name]
+    found = cached_file(repo, filename, cache_dir=cache_dir)
+    if found is not None or not download_if_missing:
+        return found
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import disable_progress_bars
+        if not progress:
+            disable_progress_bars()
+        path = pathlib.Path(hf_hub_download(repo, filename, cache_dir=cache_dir))
+        hf_hub_download(tokenizer_repo, "tokenizer.json", cache_dir=cache_dir)
+    except Exception as e:
+        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        raise CheckpointError(f"could not download {name} ({repo}/{filename}): {reason}") from None
+    return path
+
+
+def named_tokenizer(name: str, cache_dir=None) -> Optional[pathlib.Path]:
+    """The cached tokenizer.json for a release in ``NAMED_FILES``, or None (no network)."""
+    return cached_file(NAMED_FILES[name][2], "tokenizer.json", cache_dir=cache_dir)

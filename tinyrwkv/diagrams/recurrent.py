@@ -7,16 +7,16 @@ from ._canvas import Canvas
 def course_map():
     """Lesson 00: the lineage RNN -> ... -> RWKV-4 -> RWKV-5/6/7, and which lesson covers which step."""
     c = Canvas(13.0, 4.6, "The course: one lineage, one lesson per step")
-    chain = [("RNN", "01", "one state h_t"), ("LSTM", "02", "+ a cell c_t, 4 gates"),
+    chain = [("RNN", "01", "one state $h_t$"), ("LSTM", "02", "+ a cell $c_t$, 4 gates"),
              ("GRU", "03", "2 gates, 1 state"), ("GNMT seq2seq", "04", "stacks + attention"),
-             ("Transformer", "05", "attention only,\nKV cache"), ("RWKV-4", "06 07", "attention as\na recurrence"),
+             ("Transformer", "05", "attention only,\nKV cache"), ("RWKV-4", "06, 07", "attention as\na recurrence"),
              ("RWKV-5/6/7", "12", "matrix-valued\nstate")]
     boxes = []
     for i, (name, lesson, what) in enumerate(chain):
         x = 0.95 + i * 1.85
         kind = "state" if i < 4 else ("mix" if i == 4 else "linear")
         b = c.box(x, 3.35, name, w=1.5, h=0.55, kind=kind, weight="bold")
-        c.label(x, 2.88, f"lesson {lesson}", size=9, color="#1f4e79")
+        c.label(x, 2.88, f"lesson{'s' if ',' in lesson else ''} {lesson}", size=9, color="#1f4e79")
         c.label(x, 2.45, what, size=8.5, color="#444444")
         boxes.append(b)
     for a, b in zip(boxes, boxes[1:]):

@@ -40,8 +40,8 @@ def half_life(fn):
         "1 / exp(time_decay) is the time to shrink by a factor e; halving takes ln 2 times that": 1.0 / -w,
         "a contribution shrinks by e^w per token, so e^{w h} = 1/2 gives h = ln 2 / (-w), not ln 2 * (-w)":
             np.log(2) * -w,
-        "the decay per token is e^w with w = -exp(time_decay): h = ln 2 / exp(time_decay), with a natural log":
-            np.log2(2) / -w,
+        "e^{w h} = 1/2 needs the NATURAL log: h = ln 2 / exp(time_decay), not log10(2) / exp(time_decay)":
+            np.log10(2) / -w,
     })
 
 

@@ -40,6 +40,10 @@ from numba.extending import intrinsic
 BLAS_MIN_ROWS = 16
 # weights dequantised per BLAS call on the many-rows path: 2**20 float32 = 4 MB, cache-sized
 BLOCK_ELEMENTS = 1 << 20
+# below this many weights a matrix is multiplied on one thread: waking the thread pool costs more than
+# it saves (and on a busy machine a parallel region waits for a descheduled worker: measured 27 ms
+# instead of 1.7 ms for a 768 x 768 int8 matvec at load average 57 on 2 cores)
+PARALLEL_MIN_WEIGHTS = 1 << 16
 
 
 @intrinsic
@@ -125,6 +129,19 @@ def bf16_dequantize_rows(words, n0, out):
     for i in prange(out.shape[0]):
         for k in range(K):
             out[i, k] = bf16_to_float32(words[n0 + i, k])
+
+
+# one-thread twins (prange runs as range), for small matrices and NUMBA_NUM_THREADS=1
+int8_matvec_serial = njit(fastmath=True, cache=True)(int8_matvec.py_func)
+bf16_matvec_serial = njit(fastmath=True, cache=True)(bf16_matvec.py_func)
+
+
+def use_threads(weights: int) -> bool:
+    """Whether a product with this many weights should run on the Numba thread pool."""
+    if weights < PARALLEL_MIN_WEIGHTS:
+        return False
+    import numba
+    return numba.get_num_threads() > 1
 
 
 # --------------------------------------------------------------------------- the generated code

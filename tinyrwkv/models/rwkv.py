@@ -445,11 +445,15 @@ class RWKV(RWKVBase):
     STATE = RWKVState
     init_params = staticmethod(init_params)
 
-    def __init__(self, config: RWKVConfig, params: Mapping, backend: str = "auto", wkv_threads="auto"):
+    def __init__(self, config: RWKVConfig, params: Mapping, backend: str = "auto", wkv_threads="auto",
+                 fused: bool = True):
         self.wkv = get_wkv(backend)                                   # the WKV kernels' module
         self._setup(config, params, backend, wkv_threads, self.wkv.__name__.endswith("wkv_numba"))
         self.blocks = [(ParamScope(self.params, f"blocks.{i}.att."), ParamScope(self.params, f"blocks.{i}.ffn."))
                        for i in range(self.config.n_layer)]
+        # fused: layer norm + token-shift mixes and the gates as one-pass Numba kernels (models/rwkv_fused.py);
+        # False: the readable NumPy path below, which is the reference the fused one is tested against
+        self.fused = fused
 
     def init_state(self, batch_size: int = 1) -> RWKVState:
         """The empty state for ``batch_size`` sequences."""
@@ -462,6 +466,9 @@ class RWKV(RWKVBase):
     def _run(self, tokens, state: RWKVState, last_only: bool):
         """The network on token ids (B, T) from ``state``. Returns (logits, new state);
         logits (B, T, V), or (B, V) for the last position when ``last_only``."""
+        if self.fused:
+            from .rwkv_fused import run_fused
+            return run_fused(self, tokens, state, last_only)
         p, eps = self.params, self.config.layer_norm_epsilon
         new = RWKVState.empty_like(state)
         x = p["emb.weight"][tokens]                                   # (B, T, C)

@@ -131,7 +131,7 @@ class BF16Weight(CompactWeight):
 
     def _matvec(self, x2, y):
         from ..kernels import matmul_numba as M
-        M.bf16_matvec(self.words, x2, y)
+        (M.bf16_matvec if M.use_threads(self.size) else M.bf16_matvec_serial)(self.words, x2, y)
 
     def _rows(self, ids):
         out = np.empty((ids.size, self.shape[1]), np.float32)
@@ -195,7 +195,7 @@ class Int8Weight(CompactWeight):
 
     def _matvec(self, x2, y):
         from ..kernels import matmul_numba as M
-        M.int8_matvec(self.q, self.scales, x2, y)
+        (M.int8_matvec if M.use_threads(self.size) else M.int8_matvec_serial)(self.q, self.scales, x2, y)
 
     def _rows(self, ids):
         q = self.q[ids].astype(np.float32).reshape(ids.size, -1, self.group)   # (R, G, group)
@@ -250,6 +250,15 @@ def from_row_blocks(fmt: str, shape, blocks, group: int | None = None):
     for n0, block in blocks:
         q[n0:n0 + len(block)], scales[n0:n0 + len(block)] = Int8Weight.quantize(block, group)
     return Int8Weight(q, scales)
+
+
+def bytes_in_format(name: str, shape, fmt: str) -> int:
+    """Bytes a parameter of this name and shape takes in format ``fmt`` (per-row int8 scales)."""
+    check_format(fmt)
+    n = int(np.prod(shape, dtype=np.int64))
+    if fmt == "fp32" or not is_compactable(name, shape):
+        return 4 * n
+    return 2 * n if fmt == "bf16" else n + 4 * int(shape[0])
 
 
 def stored_bytes(params) -> int:

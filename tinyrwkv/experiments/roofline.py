@@ -1,0 +1,318 @@
+"""The roofline of RWKV on this CPU: decoding is bound by memory bandwidth, a prompt by arithmetic.
+
+Per token, a model with P weights in its matrices (every matrix but the embedding, from which a
+token reads one row) does 2 P flops (a multiply and an add per weight), and reads
+
+    decode (one token per call)   every weight once: b P bytes, b = bytes per weight (4 fp32, 2 bf16,
+                                  1 int8 + its scales), for 2 P flops: 2 / b flops per byte
+    prompt (T tokens per call)    every weight once for T tokens: b P / T bytes per token, 2 T / b
+                                  flops per byte
+
+A CPU core does tens of flops in the time it reads one byte from memory (this machine: GEMM
+GFLOP/s / read GB/s, measured below), so at 2/b flops per byte decoding waits on memory and its
+fastest possible speed is bandwidth / (b P), the *decode bound*; with T = 512 the prompt does
+2 T / b ~ 256 flops per byte and waits on arithmetic: its bound is GEMM GFLOP/s / 2 P.
+
+Fewer bytes per weight raise the decode bound in proportion (int8 reads 1/4 of fp32) and cost
+accuracy: ``quality`` measures the logit error and top-1 agreement of each format against fp32.
+
+Figures (``make_figures``): ``roofline.png`` (attainable GFLOP/s against flops per byte, with
+decode and prompt of each format placed on it) and ``quantisation_tradeoff.png`` (decode tokens/s
+against bytes per weight, measured and bound; logit error against bytes per weight).
+
+    python -m tinyrwkv.experiments.roofline --out figures/ [--fast]
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..models.rwkv import RWKV, RWKVConfig, init_params
+from ..nn.compact import FORMATS, compact, is_compactable
+from ._cli import experiment_main
+from ._plotting import figure, finish, output_folder
+
+REAL_169M = RWKVConfig(n_layer=12, n_embd=768, vocab_size=50277, ffn_dim=3072)
+FAST = RWKVConfig(n_layer=2, n_embd=256, vocab_size=2000, ffn_dim=1024)
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def _parallel_sum():
+    from numba import njit, prange
+
+    @njit(parallel=True, fastmath=True, cache=True)
+    def parallel_sum(a):
+        s = np.float32(0.0)
+        for i in prange(a.size):
+            s += a[i]
+        return s
+    return parallel_sum
+
+
+def measure_bandwidth(megabytes: int = 512, repeats: int = 3) -> dict:
+    """Read bandwidth of this machine: GB/s of a parallel (all Numba threads) sum over a float32
+    array of ``megabytes``, far bigger than any cache, best of ``repeats``; and of numpy's copy of it
+    (counting the bytes read and written). Returns {"bandwidth_gbs", "numpy_copy_gbs", "megabytes"}."""
+    a = np.ones(megabytes * 2**20 // 4, np.float32)
+    b = np.empty_like(a)
+    read = _parallel_sum()
+    read(a[:1024])                                   # compile outside the timing
+    best_read = best_copy = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        read(a)
+        best_read = min(best_read, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        np.copyto(b, a)
+        best_copy = min(best_copy, time.perf_counter() - t0)
+    return {"bandwidth_gbs": a.nbytes / best_read / 1e9, "numpy_copy_gbs": 2 * a.nbytes / best_copy / 1e9,
+            "megabytes": megabytes}
+
+
+def measure_gemm(rows: int = 512, n_embd: int = 768, repeats: int = 3) -> float:
+    """GFLOP/s of float32 BLAS at a prompt's shape: (rows, C) @ (C, 4C), best of ``repeats``."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, n_embd), dtype=np.float32)
+    w = rng.standard_normal((4 * n_embd, n_embd), dtype=np.float32)
+    x @ w.T
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        x @ w.T
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * rows * n_embd * 4 * n_embd / best / 1e9
+
+
+# --------------------------------------------------------------------------- the model's bytes and flops
+
+
+def decode_bytes(params) -> int:
+    """Bytes one decoding step reads: every parameter (matrices in their stored format), but of the
+    embedding only one row."""
+    total = 0
+    for name, value in params.items():
+        if name == "emb.weight":
+            total += value.nbytes // value.shape[0]
+        else:
+            total += value.nbytes
+    return int(total)
+
+
+def matrix_weights(params) -> int:
+    """P: weights in the matrix products of a token (every 2-d matrix but the embedding)."""
+    return int(sum(v.size for k, v in params.items() if np.ndim(v) == 2 and k != "emb.weight"))
+
+
+def compact_params(params, fmt: str):
+    """``params`` with every 2-d ``*.weight`` stored in ``fmt`` (vectors stay float32)."""
+    return {k: compact(v, fmt) if is_compactable(k, np.shape(v)) else v for k, v in params.items()}
+
+
+def bytes_per_weight(params) -> float:
+    """Stored bytes per matrix weight (4, 2, or 1 + the scales' share)."""
+    mats = [v for k, v in params.items() if np.ndim(v) == 2 and k != "emb.weight"]
+    return sum(v.nbytes for v in mats) / sum(v.size for v in mats)
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def decode_speed(model, tokens: int = 16, repeats: int = 3) -> float:
+    """Tokens/s of RNN-mode decoding (one ``step`` per token), best of ``repeats``."""
+    model.step(0)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state = None
+        for t in range(tokens):
+            _, state = model.step(t % model.config.vocab_size, state)
+        best = min(best, time.perf_counter() - t0)
+    return tokens / best
+
+
+def prompt_speed(model, length: int = 512, repeats: int = 2) -> float:
+    """Tokens/s of a ``length``-token prompt in parallel mode (last logits only), best of ``repeats``."""
+    prompt = np.arange(length) % model.config.vocab_size
+    model.forward(prompt[:8], full_output=False)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model.forward(prompt, full_output=False)
+        best = min(best, time.perf_counter() - t0)
+    return length / best
+
+
+def prompt_profile(model, length: int = 512, repeats: int = 3) -> dict:
+    """Where a ``length``-token prompt's time goes (last logits only): seconds in the matrix products
+    (every ``F.linear``), in the WKV recurrence, and in everything else (layer norms, mixes, gates,
+    the embedding), from the best of ``repeats`` calls, timed by wrapping those two functions."""
+    import contextlib
+
+    from ..nn import functional as F
+    spent = {"linear": 0.0, "wkv": 0.0}
+
+    def timed(fn, key):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[key] += time.perf_counter() - t0
+        return wrapper
+
+    prompt = np.arange(length) % model.config.vocab_size
+    model.forward(prompt[:8], full_output=False)
+    best = None
+    linear, wkv_forward = F.linear, model.wkv.wkv_forward
+    with contextlib.ExitStack() as undo:
+        F.linear = timed(linear, "linear")
+        model.wkv.wkv_forward = timed(wkv_forward, "wkv")
+        undo.callback(setattr, F, "linear", linear)
+        undo.callback(setattr, model.wkv, "wkv_forward", wkv_forward)
+        for _ in range(repeats):
+            spent.update(linear=0.0, wkv=0.0)
+            t0 = time.perf_counter()
+            model.forward(prompt, full_output=False)
+            total = time.perf_counter() - t0
+            if best is None or total < best["total"]:
+                best = {"total": total, **spent}
+    best["other"] = best["total"] - best["linear"] - best["wkv"]
+    return best
+
+
+def quality(reference, model, tokens) -> dict:
+    """How far ``model``'s logits are from ``reference``'s (same weights, other format) over ``tokens``
+    (one parallel-mode pass): {"top1_agreement", "max_abs_logit_diff", "mean_abs_logit_diff",
+    "logit_scale" (mean |logit| of the reference, to read the differences against)}."""
+    a, _ = reference.forward(tokens)                               # (T, V)
+    b, _ = model.forward(tokens)
+    diff = np.abs(a - b)
+    return {"top1_agreement": float((a.argmax(-1) == b.argmax(-1)).mean()),
+            "max_abs_logit_diff": float(diff.max()), "mean_abs_logit_diff": float(diff.mean()),
+            "logit_scale": float(np.abs(a).mean())}
+
+
+def text_tokens(n: int, vocab_size: int) -> np.ndarray:
+    """``n`` token ids of real text (the shipped corpus through the GPT-NeoX tokenizer when it is here,
+    else the corpus's character codes), folded into ``vocab_size``."""
+    from ..data.corpus import CORPORA
+    text = CORPORA["small_tales"].read_text(encoding="ascii")
+    ids = None
+    try:
+        import pathlib
+        path = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "20B_tokenizer.json"
+        if path.is_file() and vocab_size > 50000:
+            from ..tokenizer import load_tokenizer
+            ids = np.asarray(load_tokenizer(path).encode(text))
+    except Exception:                                               # no tokenizer: characters will do
+        ids = None
+    if ids is None:
+        ids = np.frombuffer(text.encode("ascii"), np.uint8).astype(np.int64)
+    return ids[:n] % vocab_size
+
+
+def measure(config: RWKVConfig = REAL_169M, quality_tokens: int = 1000, decode_tokens: int = 16,
+            prompt_length: int = 512, repeats: int = 3, seed: int = 0) -> dict:
+    """Every format on the same random weights at ``config``'s shapes: decode and prompt speed, bytes,
+    bounds from this machine's bandwidth and GEMM speed, and quality against fp32."""
+    params = init_params(config, seed=seed)
+    machine = measure_bandwidth(megabytes=512 if config.n_embd >= 512 else 128, repeats=repeats)
+    machine["gemm_gflops"] = measure_gemm(prompt_length, config.n_embd, repeats)
+    tokens = text_tokens(quality_tokens, config.vocab_size)
+    models = {fmt: RWKV(config, compact_params(params, fmt), backend="numba") for fmt in FORMATS}
+    out = {"config": config.to_dict(), "machine": machine, "formats": {}}
+    P = matrix_weights(params)
+    for fmt, model in models.items():
+        nbytes = decode_bytes(model.params)
+        row = {"bytes_per_weight": bytes_per_weight(model.params), "decode_bytes": nbytes,
+               "decode_bound": machine["bandwidth_gbs"] * 1e9 / nbytes,
+               "decode": decode_speed(model, decode_tokens, repeats),
+               "prompt": prompt_speed(model, prompt_length, max(1, repeats - 1)),
+               "prompt_bound": machine["gemm_gflops"] * 1e9 / (2 * P)}
+        row["of_bound"] = row["decode"] / row["decode_bound"]
+        if fmt != "fp32":
+            row.update(quality(models["fp32"], model, tokens))
+        out["formats"][fmt] = row
+    out["flops_per_token"] = 2 * P
+    return out
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def plot_roofline(numbers: dict, path=None, fig=None):
+    """Attainable GFLOP/s = min(GEMM peak, intensity x bandwidth), with each format's decode and
+    prompt placed at their arithmetic intensity (flops per byte of weights read)."""
+    m = numbers["machine"]
+    flops = numbers["flops_per_token"]
+    fig = figure(fig, (6.4, 4.4))
+    ax = fig.add_subplot(1, 1, 1)
+    intensity = np.logspace(-1, 3, 200)
+    ax.loglog(intensity, np.minimum(m["gemm_gflops"], intensity * m["bandwidth_gbs"]), "k-",
+              label=f"roofline: {m['bandwidth_gbs']:.0f} GB/s, {m['gemm_gflops']:.0f} GFLOP/s")
+    T = numbers.get("prompt_length", 512)
+    for (fmt, row), colour in zip(numbers["formats"].items(), ("C0", "C1", "C2")):
+        ai = flops / row["decode_bytes"]
+        ax.plot(ai, row["decode"] * flops / 1e9, "o", color=colour, label=f"{fmt} decode")
+        ax.plot(ai * T, row["prompt"] * flops / 1e9, "s", color=colour, label=f"{fmt} {T}-token prompt")
+    ax.set_xlabel("flops per byte of weights read")
+    ax.set_ylabel("GFLOP/s achieved")
+    ax.set_title("decode sits on the bandwidth slope, the prompt under the flat roof")
+    ax.legend(fontsize=7, loc="lower right")
+    return finish(fig, path)
+
+
+def plot_tradeoff(numbers: dict, path=None, fig=None):
+    """Left: decode tokens/s (measured, and the bound) against bytes per weight. Right: the logit
+    error against fp32 (mean and max |difference|) and top-1 disagreement, against bytes per weight."""
+    rows = numbers["formats"]
+    b = np.array([r["bytes_per_weight"] for r in rows.values()])
+    fig = figure(fig, (10, 3.8))
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    ax1.plot(b, [r["decode"] for r in rows.values()], "o-", label="measured")
+    ax1.plot(b, [r["decode_bound"] for r in rows.values()], "k--", label="bound: bandwidth / bytes per token")
+    for fmt, r in rows.items():
+        ax1.annotate(fmt, (r["bytes_per_weight"], r["decode"]), textcoords="offset points", xytext=(5, 5))
+    ax1.set_xlabel("bytes per weight")
+    ax1.set_ylabel("decode tokens/s")
+    ax1.legend(fontsize=8)
+    q = {f: r for f, r in rows.items() if "max_abs_logit_diff" in r}
+    qb = [r["bytes_per_weight"] for r in q.values()]
+    ax2.semilogy(qb, [r["max_abs_logit_diff"] for r in q.values()], "o-", label="max |logit diff|")
+    ax2.semilogy(qb, [r["mean_abs_logit_diff"] for r in q.values()], "s-", label="mean |logit diff|")
+    ax2.semilogy(qb, [max(1 - r["top1_agreement"], 1e-4) for r in q.values()], "^-", label="top-1 disagreement")
+    for fmt, r in q.items():
+        ax2.annotate(fmt, (r["bytes_per_weight"], r["max_abs_logit_diff"]), textcoords="offset points",
+                     xytext=(5, 5))
+    ax2.set_xlabel("bytes per weight")
+    ax2.set_title("what the fewer bytes cost, against fp32")
+    ax2.legend(fontsize=8)
+    return finish(fig, path)
+
+
+def make_figures(outdir, fast=False) -> dict:
+    """Writes roofline.png and quantisation_tradeoff.png to ``outdir``; returns the numbers."""
+    outdir = output_folder(outdir)
+    if fast:
+        numbers = measure(FAST, quality_tokens=200, decode_tokens=8, prompt_length=128, repeats=2)
+        numbers["prompt_length"] = 128
+    else:
+        numbers = measure(REAL_169M)
+        numbers["prompt_length"] = 512
+    plot_roofline(numbers, outdir / "roofline.png")
+    plot_tradeoff(numbers, outdir / "quantisation_tradeoff.png")
+    numbers["files"] = ["roofline.png", "quantisation_tradeoff.png"]
+    return numbers
+
+
+def main(argv=None):
+    experiment_main(make_figures, "The roofline: decode is memory-bound, the prompt compute-bound; what "
+                                  "bf16 and int8 weights buy and cost.",
+                    fast_help="a small model, few tokens", argv=argv)
+
+
+if __name__ == "__main__":
+    main()
