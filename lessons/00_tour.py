@@ -190,8 +190,9 @@ assert np.allclose(logits_parallel[-1], logits_serial, atol=1e-4)
 # $\tau \to 0$ only the most likely token is left: greedy decoding); high $\tau$ flattens it.
 # Here are the model's top guesses after two prompts, at three temperatures.
 #
-# **Top-p** (nucleus) sampling then keeps only the most likely tokens whose probabilities add up
-# to $p$ and samples among them: the long tail of unlikely characters is cut off.
+# **Top-p** (nucleus) sampling then keeps only the most likely tokens, as many as it takes for
+# their probabilities to add up to the chosen mass `top_p`, and samples among them: the long tail
+# of unlikely characters is cut off.
 
 # %%
 def top_next(model, tokenizer, prompt, k=8):
