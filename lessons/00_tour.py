@@ -20,7 +20,7 @@
 # >
 # > **Prerequisites.** Python and NumPy arrays. No machine learning yet: the course builds it.
 # >
-# > **Time.** about 45 minutes: reading 15 (1,268 words, 125 lines of code),
+# > **Time.** about 45 minutes: reading 15 (1,278 words, 125 lines of code),
 # > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
 # >
 # > *How the times in these boxes are estimated* (every lesson): reading the text at 150 words a

@@ -25,7 +25,7 @@
 # > **Prerequisites.** Lesson 05 (softmax attention, the KV cache); lesson 01's backpropagation
 # > through time for section 7; NumPy broadcasting.
 # >
-# > **Time.** about 75 minutes: reading 35 (3,082 words, 212 lines of code),
+# > **Time.** about 75 minutes: reading 35 (3,145 words, 212 lines of code),
 # > running 1 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
 #
 # Lesson 05 ended with the Transformer's bill: every token looks at every earlier token, so a

@@ -22,7 +22,7 @@
 # >
 # > **Prerequisites.** Lesson 06 (the WKV recurrence and its stable form). No GPU needed.
 # >
-# > **Time.** about 55 minutes: reading 20 (1,534 words, 173 lines of code),
+# > **Time.** about 65 minutes: reading 30 (2,203 words, 264 lines of code),
 # > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
 #
 # Everything in an RWKV layer is a matrix product, except one thing: the WKV recurrence (lesson
@@ -392,6 +392,189 @@ for backend in ("numpy", "numba", "cuda"):
     print(f"backend {backend:5s}: logits {logits[backend].shape}, max |vs numpy| = "
           f"{np.abs(logits[backend] - logits['numpy']).max():.1e}")
     assert np.allclose(logits[backend], logits["numpy"], atol=1e-5)
+
+# %% [markdown]
+# ## 7. The whole hot path on the device
+#
+# Section 6 put one kernel on the GPU: the WKV. Everything else (the matrix products, the layer
+# norms, the mixes) still ran in NumPy on the CPU, so each layer copied `w, u, k, v` and the state
+# to the device and `y` and the state back. `tinyrwkv.runners.cuda_rwkv4.DeviceRWKV` moves the whole
+# forward pass onto the device: the weights are uploaded once, the state stays there, and every op
+# is a kernel from `tinyrwkv/kernels/cuda_ops.py` or `wkv_cuda.py`. Per block, for $M = BT$ rows:
+#
+# | step | kernel | what it does |
+# |---|---|---|
+# | `ln1`, `ln2`, `ln_out` | `layernorm` v1/v2 | one thread, or one block, per row |
+# | token shift + $\mu$ mixes | `shift_mix3`, `shift_mix2` | $x_{t-1} + \mu (x_t - x_{t-1})$ for k, v, r in one pass |
+# | $W_k, W_v, W_r, W_o$, FFN | `matvec` v1-v3 (decoding), `matmul` v1-v2 (prompt) | the 7 matrices per block |
+# | WKV | `wkv_step_v1` / `wkv_forward_v2` | the recurrence of sections 4-5 |
+# | gates | `sigmoid_mul`, `squared_relu`, `gate_add` | $\sigma(r) \odot y$, $\mathrm{relu}(k)^2$, $x \mathrel{+}= \sigma(r) \odot kv$ |
+#
+# ### The matrix-vector ladder: who reads which address
+#
+# Decoding one token multiplies every weight matrix by one vector. That reads every weight once and
+# does 2 flops per weight, so the speed is set by **how the weights are read**. A warp's 32 threads
+# issue their loads together, and the hardware serves them in 128-byte lines. Count the lines one
+# load instruction of a warp touches, for the first warp of each version on a $768 \times 768$
+# float32 matrix:
+
+# %%
+from tinyrwkv.kernels import cuda_ops
+
+
+def lines_touched(byte_addresses, line=128):
+    """Distinct 128-byte memory lines that one warp-wide load touches (1 = perfectly coalesced)."""
+    return len({a // line for a in byte_addresses})
+
+
+K, itemsize = 768, 4
+lanes = np.arange(32)
+v1 = [((0 + lane) * K + 0) * itemsize for lane in lanes]      # v1: lane = row, all at column k = 0
+v2 = [(0 * K + lane) * itemsize for lane in lanes]            # v2: lane = column, all in row n = 0
+print(f"v1 (thread per row):  one load touches {lines_touched(v1):2d} lines "
+      f"({32 * itemsize} useful bytes out of {lines_touched(v1) * 128} moved)")
+print(f"v2 (warp per row):    one load touches {lines_touched(v2):2d} line  "
+      f"({32 * itemsize} useful bytes out of {lines_touched(v2) * 128} moved)")
+assert lines_touched(v1) == 32 and lines_touched(v2) == 1
+
+# %% [markdown]
+# v1 is one thread per output row: simple, but neighbouring threads read addresses $K$ floats
+# apart. (Caches rescue some of it: the next 31 columns of each row arrive with the first line.)
+# v2 gives each row a whole warp: lane $j$ reads columns $j, j+32, \dots$, and the 32 partial sums
+# are added **inside the warp** by `shfl_down_sync`, a register exchange between lanes, in five
+# halving steps:
+
+# %%
+print(inspect.getsource(cuda_ops.warp_sum.py_func))
+print(inspect.getsource(cuda_ops.matvec_v2.py_func))
+
+# %% [markdown]
+# v3 is v2 for a batch: one warp per row for up to 4 sequences, so each weight is read once per
+# four sequences instead of once per sequence. (Numba's simulator has no warp shuffles, so
+# `cuda_ops` gives it a stand-in that exchanges through the block barrier. On a GPU the real
+# instruction runs; `tests/test_cuda_runner.py` checks the PTX contains it.) Every rung computes the
+# same numbers, checked here against NumPy, with float32 and float16 weights:
+
+# %%
+rng = np.random.default_rng(SEED)
+N, K, B = (3072, 768, 4) if GPU else (8, 40, 2)
+x = rng.standard_normal((B, K)).astype(np.float32)
+d_x = cuda.to_device(x)
+for wdtype in (np.float32, np.float16):
+    W = rng.standard_normal((N, K)).astype(wdtype)
+    d_W, d_y = cuda.to_device(W), cuda.device_array((B, N), np.float32)
+    for version in cuda_ops.MATVEC_VERSIONS:
+        cuda_ops.matvec(d_W, d_x, d_y, version=version)
+        err = np.abs(d_y.copy_to_host() - cuda_ops.matvec_reference(W, x)).max()
+        timing = ""
+        if GPU:
+            ms = median_ms(lambda: cuda_ops.matvec(d_W, d_x, d_y, version=version), repeats=20, sync=cuda.synchronize)
+            timing = f"  {ms * 1e3:7.1f} us = {W.nbytes / ms / 1e6:6.1f} GB/s of weights"
+        print(f"matvec v{version} {np.dtype(wdtype).name:7s} ({N}x{K}) x {B} vectors: max |diff| {err:.1e}{timing}")
+        assert err < 1e-3
+
+# %% [markdown]
+# ### Layer norm: a thread per row, or a block per row
+#
+# `layernorm_v1` gives each row one thread, which walks the row three times (mean, variance,
+# output). With one token there is **one** row: one thread works while the GPU idles. `layernorm_v2`
+# gives each row a block of 128 threads: each sums a strided slice, then the 128 partial sums meet
+# in a tree in shared memory, halving the active threads at each step, with a barrier
+# (`cuda.syncthreads()`) between steps so that no thread reads a sum before it is written:
+
+# %%
+print(inspect.getsource(cuda_ops.block_sum.py_func))
+M, C = (512, 768) if GPU else (2, 40)
+xs = (rng.standard_normal((M, C)) * 3 + 1).astype(np.float32)
+gamma, beta = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+d_in, d_out = cuda.to_device(xs), cuda.device_array((M, C), np.float32)
+d_gamma, d_beta = cuda.to_device(gamma), cuda.to_device(beta)
+for version in cuda_ops.LAYERNORM_VERSIONS:
+    cuda_ops.layernorm(d_in, d_gamma, d_beta, 1e-5, d_out, version=version)
+    err = np.abs(d_out.copy_to_host() - cuda_ops.layernorm_reference(xs, gamma, beta, 1e-5)).max()
+    print(f"layernorm v{version} ({M}x{C}): max |diff| vs NumPy {err:.1e}")
+    assert err < 1e-5
+
+# %% [markdown]
+# ### The whole model, and the copies it no longer makes
+#
+# `DeviceRWKV` has the reference model's `forward`, `step` and state semantics, so `generate` runs
+# on it unchanged (`tinyrwkv generate --device cuda`). Its logits equal the NumPy model's. Then we
+# count the host <-> device copies of one decoding step, by wrapping `numba.cuda`'s copy functions
+# (`count_copies`), for the NumPy model with the WKV on the device and for the device runner:
+
+# %%
+from tinyrwkv.runners.cuda_rwkv4 import DeviceRWKV, count_copies
+
+config = RWKVConfig(n_layer=2, n_embd=16, vocab_size=50, ffn_dim=64)
+reference = RWKV.random(config, seed=SEED, scale=0.3, backend="numpy")
+device_model = DeviceRWKV.from_model(reference)            # weights uploaded once, here
+print(device_model)
+tokens = np.random.default_rng(SEED).integers(0, 50, size=4)
+ref_logits, ref_state = reference.forward(tokens)
+dev_logits, dev_state = device_model.forward(tokens)       # dev_state lives on the device
+print("forward: max |device - numpy| =", np.abs(dev_logits - ref_logits).max())
+assert np.allclose(dev_logits, ref_logits, atol=1e-5)
+
+hybrid = RWKV(config, reference.params, backend="cuda")    # section 6: only the WKV on the device
+with count_copies() as before:
+    hybrid.step(3, ref_state)
+with count_copies() as after:
+    device_model.step(3, dev_state)
+print(f"copies per token, WKV-only GPU backend: {before}  ({sum(before.values()) // config.n_layer} per layer)")
+print(f"copies per token, DeviceRWKV:            {after}  (the token id in, the logits out)")
+real = RWKVConfig(n_layer=12, n_embd=768, vocab_size=50277, ffn_dim=3072)
+print(f"at RWKV-4 169M ({real.n_layer} layers): {sum(before.values()) // config.n_layer * real.n_layer} copies per "
+      f"token before, {sum(after.values())} after")
+assert after == {"to_device": 1, "to_host": 1}
+
+# %% [markdown]
+# ### Time per kernel per token
+#
+# Where does a decoding step spend its time? Every matrix is read once per token, so the bytes each
+# kernel family reads give a floor on its time at the GPU's memory bandwidth. At 169M shapes, in
+# float16 storage (computed from the parameter table):
+
+# %%
+from tinyrwkv.models.rwkv import param_shapes
+
+FAMILIES = {"att k,v,r": ("att.key", "att.value", "att.receptance"), "att output": ("att.output",),
+            "ffn key": ("ffn.key",), "ffn receptance": ("ffn.receptance",), "ffn value": ("ffn.value",),
+            "head": ("head",)}
+shapes = param_shapes(real)
+bytes_per_family = {fam: 2 * sum(int(np.prod(shape)) for name, shape in shapes.items()
+                                 if name.endswith(".weight") and any(f".{p}." in f".{name}" for p in prefixes))
+                    for fam, prefixes in FAMILIES.items()}
+total = sum(bytes_per_family.values())
+for bandwidth_name, gbps in (("a T4 (320 GB/s, NVIDIA's spec)", 320), ("an H200 (4.8 TB/s, NVIDIA's spec)", 4800)):
+    print(f"floor on {bandwidth_name}:")
+    for fam, nbytes in bytes_per_family.items():
+        print(f"  {fam:15s} {nbytes / 1e6:6.1f} MB  {nbytes / gbps / 1e3:7.1f} us")
+    print(f"  {'all matrices':15s} {total / 1e6:6.1f} MB  {total / gbps / 1e3:7.1f} us  -> at most "
+          f"{gbps * 1e9 / total:,.0f} tokens/s")
+
+# %% [markdown]
+# On a GPU, `DeviceRWKV.profile_step()` measures the real time per family with CUDA events around
+# each launch. The simulator has no clock (each thread is a Python thread), so here there is no
+# table; `docs/GPU.md` holds the numbers `scripts/gpu_check.py` measured on an H200. When you read
+# them, compare the total with the floor above, and remember the kernel count: every launch from
+# Python costs some microseconds of host time whatever the kernel does, and one decoding step
+# launches this many:
+
+# %%
+device_model.profile = []                                   # record every launch of one step
+device_model.step(0)
+launches = [name for name, _, _ in device_model.profile]
+device_model.profile = None
+print(f"{len(launches)} launches per token at {config.n_layer} layers "
+      f"({(len(launches) - 5) // config.n_layer} per block + 5: embedding, ln0, last position, ln_out, head); "
+      f"at 169M: {(len(launches) - 5) // config.n_layer * 12 + 5}")
+if GPU:
+    big = DeviceRWKV(real, RWKV.random(real, seed=SEED).params, dtype="float16")
+    for name, ms in big.profile_step(0).items():
+        print(f"  {name:15s} {ms * 1e3:8.1f} us")
+else:
+    print("(no GPU: see docs/GPU.md for the per-kernel times measured on an H200)")
 
 # %% [markdown]
 # ## Summary

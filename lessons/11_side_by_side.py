@@ -20,7 +20,7 @@
 # >
 # > **Prerequisites.** Lessons 09 and 10.
 # >
-# > **Time.** about 50 minutes: reading 10 (958 words, 57 lines of code),
+# > **Time.** about 50 minutes: reading 10 (1,014 words, 57 lines of code),
 # > running 2 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
 #
 # The whole course in one experiment. Three language models of the same size read **the same
@@ -31,6 +31,11 @@
 # | **GPT with a KV cache** (lesson 05) | the key and value of every earlier token, every layer: $2 L\,t\,C$ floats | grows with $t$: it attends to all $t$ cached keys |
 # | **LSTM** (lesson 02) | $h$ and $c$ per layer: $2 L H$ floats | constant |
 # | **RWKV-4** (lessons 06–07) | $x$ for two token shifts and WKV's $aa, bb, pp$ per layer: $5 L C$ floats | constant |
+# | **RWKV-7** (lesson 12) | two token shifts and an $N \times N$ matrix per head: $L(2C + CN)$ floats | constant |
+#
+# The RWKV-7 column is the tiny RWKV-7 shipped with the package (the same size and recipe as the tiny
+# RWKV-4; lesson 12 says what changed), or the real RWKV-7 168M beside the real RWKV-4 169M once
+# downloaded (`tinyrwkv download rwkv7-pile-168m`).
 #
 # For every token we record the floats in each model's state (counted from the state object
 # itself), the time of that one step, and the loss on the next token. Then each model continues
@@ -100,7 +105,7 @@ for name, stepper in result.steppers.items():
     for token in (5, 6, 7):
         logits = stepper.step(token)
     state = stepper.state
-    if name == "RWKV-4":
+    if name.startswith("RWKV"):
         shapes = {f: getattr(state, f).shape for f in state.FIELDS}
     elif name.startswith("GPT"):
         shapes = {"position": state["position"], "kv": [(k.shape, v.shape) for k, v in state["kv"]][:1] + ["..."]}

@@ -58,13 +58,13 @@ FULL = dict(wkv_parity=(4, 256, 128), timing=[(8, 1024, 768), (1, 512, 768)], re
             model=MODEL_169M, decode_tokens=64, decode_batches=(1, 8), prompt_len=512,
             cpu_decode_tokens=16, parity_prompt=16, parity_steps=3, copy_mb=512, kernel_repeats=20,
             speed_batch=8, compile_model=dict(n_embd=64, vocab_size=96), ladder_all_shapes=True,
-            speed_configs=[(d, mv) for d in ("float16", "float32") for mv in (3, 2, 1)])
+            speed_configs=[(d, mv, 2) for d in ("float16", "float32") for mv in (3, 2, 1)] + [("float16", 3, 1)])
 TINY = dict(wkv_parity=(2, 8, 8), timing=[(1, 8, 8)], repeats=1, sweep_repeats=1,
             tpb=(8, 32), chunks=(2, 4),
             model=dict(n_layer=2, n_embd=8, vocab_size=16, ffn_dim=16), decode_tokens=2, decode_batches=(1, 2),
             prompt_len=4, cpu_decode_tokens=2, parity_prompt=3, parity_steps=1, copy_mb=0.01, kernel_repeats=1,
             speed_batch=2, compile_model=dict(n_embd=8, vocab_size=16), ladder_all_shapes=False,
-            speed_configs=[("float16", 3), ("float32", 1)])
+            speed_configs=[("float16", 3, 2), ("float32", 1, 1)])
 # Seconds each section may run (a whole run stays well under 8 minutes on a large GPU; see --budget).
 BUDGET_S = dict(environment=20, compile=75, runner_parity=60, bandwidth=45, runner_speed=80, rwkv_pip=60,
                 transformers=50, wkv_parity=15, wkv_timing=30, launch_sweep=15, cpu_model=30)
@@ -590,9 +590,13 @@ def runner_speed(cfg, out):
             _, state = model.step(token, state)                # each step copies the logits back: synchronous
         return B * n_tok / (time.perf_counter() - t0)
 
-    for dtype, mv in cfg["speed_configs"]:
-        model = DeviceRWKV(config, params, dtype=dtype, matvec_version=mv)
+    for dtype, mv, ln in cfg["speed_configs"]:
+        model = DeviceRWKV(config, params, dtype=dtype, matvec_version=mv, layernorm_version=ln)
         res = {"decode_B1_tokens_per_s": decode(model, 1)}
+        if ln != 2:                                            # the layer-norm rung, end to end
+            out[f"{dtype} matvec_v{mv} layernorm_v{ln}"] = res
+            del model
+            continue
         if mv > 1:
             res[f"decode_B{Bb}_tokens_per_s"] = decode(model, Bb)
         res["weight_bytes_per_token"] = model.bytes_per_token()
@@ -761,6 +765,11 @@ def summary_rows(results):
                 par = _get(S, "runner_parity", "float32" if dtype == "float32" else "float16_vs_numpy_fp16_weights",
                            "forward_logits", "max_abs") if mv == 3 else None
                 rows.append((f"tinyrwkv DeviceRWKV {dtype} matvec v{mv}", r.get("decode_B1_tokens_per_s"), prompt, par))
+        for mv in (3, 2, 1):
+            r = rs.get(f"{dtype} matvec_v{mv} layernorm_v1")
+            if r:
+                rows.append((f"tinyrwkv DeviceRWKV {dtype} matvec v{mv} layernorm v1", r.get("decode_B1_tokens_per_s"),
+                             None, None))
         r = rs.get(f"{dtype} prompt{P} matmul_v1")
         if r:
             rows.append((f"tinyrwkv DeviceRWKV {dtype} matmul v1 (prompt)", None, r.get("tokens_per_s"), None))
@@ -812,16 +821,21 @@ def main(argv=None):
     ap.add_argument("--tiny", action="store_true", help="tiny shapes: a rehearsal on the CUDA simulator")
     ap.add_argument("--only", default=",".join(SECTIONS),
                     help=f"comma-separated sections to run (default: all: {','.join(SECTIONS)})")
-    ap.add_argument("--budget", type=float, default=420.0,
-                    help="seconds for the whole run (default %(default)s); each section also has its own budget")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds for the whole run (default 420; none with --tiny); each section also has "
+                         "its own budget (BUDGET_S; not applied with --tiny)")
     args = ap.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in only if s not in SECTIONS]
     if unknown:
         ap.error(f"--only: unknown section(s) {unknown}; choose from {list(SECTIONS)}")
     cfg = TINY if args.tiny else FULL
+    if args.budget is None:
+        args.budget = float("inf") if args.tiny else 420.0
     warnings.filterwarnings("ignore", message="Simulator timings are bogus")
     warnings.filterwarnings("ignore", category=Warning, module="numba")
+    for message in (".*under-utilization.*", ".*Host array used in CUDA kernel.*", ".*Simulator timings.*"):
+        warnings.filterwarnings("ignore", message=message)      # numba(-cuda) performance notes at small launches
     out_path = Path(args.out)
     results = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "tiny": args.tiny, "prompt_len": cfg["prompt_len"],
                "vocab_size": cfg["model"]["vocab_size"],
@@ -835,7 +849,7 @@ def main(argv=None):
         if name in NEEDS_CUDA and not usable:
             section["skipped"] = "no CUDA GPU here, and the simulator is off (set NUMBA_ENABLE_CUDASIM=1 to rehearse)"
         elif left < 5:
-            section["skipped"] = f"the run's budget of {args.budget:.0f} s is spent"
+            section["skipped"] = f"the run's budget of {args.budget:.0f} s is spent"      # (an inf budget never is)
         else:
             budget = None if args.tiny else min(BUDGET_S[name], left)
             section["budget_s"] = budget
@@ -853,7 +867,10 @@ def main(argv=None):
     results["total_seconds"] = round(time.perf_counter() - t_start, 1)
     out_path.write_text(json.dumps(results, indent=2, default=str))
     print(f"[gpu_check] wrote {out_path} after {results['total_seconds']:.0f} s")
-    print_table(results)
+    try:
+        print_table(results)
+    except Exception as e:                                             # the JSON has everything anyway
+        print(f"[gpu_check] could not print the table: {type(e).__name__}: {e}")
     errors = [n for n, r in results["sections"].items() if "error" in r]
     return 1 if errors else 0
 

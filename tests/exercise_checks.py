@@ -39,7 +39,10 @@ def fails_with(check_fn, fn, *needles):
 
 
 def own_copy(f):
-    """A distinct function object with ``f``'s code, globals, defaults and closure."""
-    g = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__, f.__closure__)
+    """A distinct function object (with a distinct code object) running ``f``'s code, globals, defaults
+    and closure: what a learner who retyped ``f`` would have."""
+    code = f.__code__.replace(co_name=f.__code__.co_name)       # a new code object: not the library's
+    assert code is not f.__code__
+    g = types.FunctionType(code, f.__globals__, f.__name__, f.__defaults__, f.__closure__)
     g.__kwdefaults__ = f.__kwdefaults__
     return g

@@ -253,6 +253,16 @@ def test_char_tokenizer_with_mutated_bytes(ops):
     check_tokenizer(write("char_tokenizer.json", mutate((SEEDS / "char_tokenizer.json").read_bytes(), ops)))
 
 
+_WORLD = iter(range(10**9))
+
+
+@FUZZ
+@given(ops=st.lists(MUTATION, min_size=1, max_size=3))
+def test_world_vocabulary_with_mutated_bytes(ops):
+    # a fresh name per example: world_tokenizer caches by path
+    check_tokenizer(write(f"rwkv_vocab_{next(_WORLD)}.txt", mutate((SEEDS / "rwkv_vocab_small.txt").read_bytes(), ops)))
+
+
 # ---- saved states --------------------------------------------------------------------------------
 
 def check_state(path, cls=RWKVState):

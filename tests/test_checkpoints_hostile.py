@@ -62,6 +62,21 @@ def write_zip(path, pkl: bytes, storages=None, *, compression=zipfile.ZIP_STORED
     return path
 
 
+def patch_end_record(path, entries=None, directory_bytes=None):
+    """Rewrites the zip's end-of-central-directory record to declare ``entries`` members and a
+    directory of ``directory_bytes``: what a zip holding a huge directory declares, without writing
+    one (1M members take minutes to write)."""
+    import struct
+    data = bytearray(path.read_bytes())
+    at = data.rindex(b"PK\x05\x06")
+    sig, disk, disk_cd, n_disk, n_total, size, offset, comment = struct.unpack("<4s4H2LH", data[at: at + 22])
+    n = n_total if entries is None else entries
+    size = size if directory_bytes is None else directory_bytes
+    data[at: at + 22] = struct.pack("<4s4H2LH", sig, disk, disk_cd, n, n, size, offset, comment)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def test_the_assembler_writes_what_the_reader_reads(tmp_path):
     """Positive control: the hand-made pickle is a valid state dict, so each refusal below is the hostile part."""
     path = write_zip(tmp_path / "ok.pth", p_state([(p_str("x"), p_tensor()),
@@ -157,6 +172,12 @@ CASES = {
     "pickle_os_system": (lambda d, g: write_zip(d / "evil.pth", b"\x80\x02cposix\nsystem\nX\x02\x00\x00\x00id\x85R."),
                          UnsafeCheckpointError, ["posix.system", "Nothing from the file was executed"]),
     # torch zip: the archive
+    "zip_too_many_members": (lambda d, g: patch_end_record(write_zip(d / "members.pth", p_state([])), entries=65535),
+                             CheckpointError, ["declares 65,535 members", "at most 20,000"]),
+    "zip_directory_too_big": (lambda d, g: patch_end_record(write_zip(d / "directory.pth", p_state([]),
+                                                                      members=[("archive/pad", b"\0" * (6 * 2**20))]),
+                                                            directory_bytes=6 * 2**20),
+                              CheckpointError, ["in 6,291,456 bytes"]),
     "zip_member_escapes": (lambda d, g: write_zip(d / "escape.pth", p_state([]), members=[("../../evil", b"x")]),
                            CheckpointError, ["'../../evil' points outside the archive"]),
     "zip_member_absolute": (lambda d, g: write_zip(d / "absolute.pth", p_state([]), members=[("/etc/evil", b"x")]),

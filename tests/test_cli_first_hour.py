@@ -82,6 +82,9 @@ def test_download_checks_the_repo_id_before_any_network(capsys, no_network):
                        "owner/name")
     one_line_error(*run(capsys, "download", "nobody/not-downloaded-tinyrwkv"),
                    "could not download nobody/not-downloaded-tinyrwkv", "cannot be reached")
+    if "rwkv7-pile-168m" in hub.NAMED_FILES and hub.named_file("rwkv7-pile-168m") is None:
+        one_line_error(*run(capsys, "download", "rwkv7-pile-168m"), "could not download rwkv7-pile-168m",
+                       "cannot be reached")
 
 
 def test_the_probe_is_bounded_and_honours_hf_hub_offline(monkeypatch):
@@ -123,6 +126,7 @@ def test_bench_names_the_extra_to_install(capsys, monkeypatch):
     code, out, err = run(capsys, "bench", "--tiny", "--only", "rwkv", "--only", "transformers", "--rounds", "1")
     assert code == 0, err
     assert 'rwkv' in out and 'not installed: pip install -e ".[bench]"' in out and "pip install torch rwkv" in out
+    one_line_error(*run(capsys, "bench", "--tiny", "--workdir", "/no/such/folder"), "--workdir /no/such/folder")
 
 
 def test_only_our_errors_become_exit_2(capsys, monkeypatch, model_dir=None):

@@ -85,6 +85,11 @@ def test_parallel_and_one_thread_kernels_agree(rows):
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(outs[2], outs[3], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(outs[0], x @ W8.to_float32().T, rtol=1e-5, atol=1e-4)
+    G8 = Int8Weight.from_float32(w, group=16)
+    M.int8_matvec_grouped(G8.q, G8.scales, x, outs[0])
+    M.int8_matvec_grouped_serial(G8.q, G8.scales, x, outs[1])
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outs[0], x @ G8.to_float32().T, rtol=1e-5, atol=1e-4)
 
 
 def test_int8_groups_multiply_right_in_kernel_and_blas_paths():

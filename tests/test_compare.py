@@ -77,8 +77,10 @@ def test_greedy_continuation_is_generate_at_temperature_0(char_folder):
 
 def test_compare_trains_peers_for_a_tales_model_and_builds_the_table(char_folder, tmp_path):
     result = compare.compare(str(char_folder), prompt="The fox ", length=70, new_tokens=5, train_steps=3)
-    assert set(result.runs) == {"RWKV-4", "GPT + KV cache", "LSTM"}
+    assert set(result.runs) == {"RWKV-4", "RWKV-7", "GPT + KV cache", "LSTM"}
     assert result.info["tiny"] and "trained 3 steps" in result.steppers["LSTM"].note
+    assert "the tiny RWKV-7" in result.steppers["RWKV-7"].note                      # the tales' RWKV-7 column
+    assert rows_of_rwkv7_are_flat(result, 4 * (2 * 64 + 4 * 16 * 16))
     rows = result.rows()
     assert [r["tokens"] for r in rows] == [1, 16, 64, 70]
     gpt = result.steppers["GPT + KV cache"].model
@@ -89,6 +91,18 @@ def test_compare_trains_peers_for_a_tales_model_and_builds_the_table(char_folder
     assert all(len(text) == 5 for text in result.outputs.values())
     fig = result.plot(path=tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 10_000 and len(fig.axes) == 3
+
+
+def rows_of_rwkv7_are_flat(result, floats):
+    return all(row["RWKV-7"][0] == floats for row in result.rows())
+
+
+def test_other_vocabularies_get_an_untrained_rwkv7_of_the_same_shape(other_folder):
+    result = compare.compare(str(other_folder), prompt="The fox ", length=6, new_tokens=2, peers=["rwkv7"])
+    rwkv7 = result.steppers["RWKV-7"]
+    assert "untrained" in rwkv7.note and rwkv7.model.config.version == 7
+    assert (rwkv7.model.config.n_layer, rwkv7.model.config.n_embd) == (2, 16)
+    assert rows_of_rwkv7_are_flat(result, rwkv7.model.state_size())
 
 
 def test_other_vocabularies_get_untrained_peers_of_the_same_shape(other_folder):
@@ -112,7 +126,7 @@ def test_cli_prints_the_table(char_folder, capsys, tmp_path):
                      "--train-steps", "2", "--figure", str(figure)])
     out = capsys.readouterr().out
     assert code == 0
-    for expected in ("tokens seen", "RWKV-4", "GPT + KV cache", "LSTM", "state floats", "ms/tok",
+    for expected in ("tokens seen", "RWKV-4", "RWKV-7", "GPT + KV cache", "LSTM", "state floats", "ms/tok",
                      "Greedy continuations of 'The fox '"):
         assert expected in out, expected
     assert figure.is_file()
@@ -147,3 +161,18 @@ def test_cli_with_the_shipped_tiny_model(capsys):
     code = cli.main(["compare", "--length", "32", "--new-tokens", "8", "--train-steps", "0"])
     out = capsys.readouterr().out
     assert code == 0 and "tiny shipped RWKV-4" in out and "'The fox " in out
+
+
+def test_the_shipped_peers_are_trained_and_load_through_the_checked_reader():
+    """The GPT and LSTM shipped for the tiny model (scripts/train_compare_peers.py) load without
+    training, have the RWKV's size, and predict the held-out tales far better than chance (ln 61 = 4.1)."""
+    assert all(path.is_file() for path in compare.PEER_FILES.values()), compare.PEER_FILES
+    rwkv, tok = tinyrwkv.load("tiny", progress=False), tinyrwkv.load_tokenizer("tiny")
+    peers = compare.build_peers(rwkv, trainable=True)                 # train_steps=None: the shipped ones
+    ids = compare.sequence_ids(tok, "The fox ", 96)
+    for name, stepper in peers.items():
+        assert stepper.note.startswith("shipped, trained offline"), stepper.note
+        assert abs(stepper.num_parameters() - rwkv.num_parameters()) < 0.01 * rwkv.num_parameters()
+        assert np.nanmean(compare.stream(stepper, ids)["loss"]) < 2.6, name
+    # a peer of another size does not take the shipped weights (it would train instead)
+    assert compare.shipped_peer("gpt", GPT(61, dim=16, n_heads=2, n_layers=2)) is None

@@ -22,7 +22,7 @@ if not cuda_usable():
                 allow_module_level=True)
 
 from tinyrwkv.models.rwkv import RWKV, RWKVConfig, RWKVState  # noqa: E402
-from tinyrwkv.runners.cuda_rwkv4 import DeviceRWKV, DeviceRWKVState  # noqa: E402
+from tinyrwkv.runners.cuda_rwkv4 import DeviceRWKV, DeviceRWKVState, count_copies  # noqa: E402
 
 CONFIG = RWKVConfig(n_layer=2, n_embd=32, vocab_size=64, ffn_dim=128)
 TOL = 1e-5
@@ -78,6 +78,15 @@ def test_single_sequence_last_logits_host_state_and_transfers(models):
     # and one logits download per call; a device state is copied on the device, not across.
     assert dev.transfers["to_device"] - before["to_device"] == 3
     assert dev.transfers["to_host"] - before["to_host"] == 2
+    # counted from outside (numba.cuda's own functions wrapped): the runner against the NumPy model
+    # whose WKV alone runs on the device through the host wrappers (7 uploads, 4 downloads per layer)
+    with count_copies() as n_dev:
+        dev.step(5, state)
+    hybrid = RWKV(CONFIG, ref.params, backend="cuda")
+    with count_copies() as n_hybrid:
+        hybrid.step(5, want_state)
+    assert n_dev == {"to_device": 1, "to_host": 1}
+    assert n_hybrid == {"to_device": 7 * CONFIG.n_layer, "to_host": 4 * CONFIG.n_layer}
 
 
 def test_fp16_storage_equals_numpy_on_the_same_rounded_weights(models):
@@ -90,6 +99,30 @@ def test_fp16_storage_equals_numpy_on_the_same_rounded_weights(models):
     want, want_state = ref16.forward([2, 4], full_output=False)
     assert max_diff(logits, want) < TOL and state_diff(state, want_state) < TOL
     assert max_diff(logits, ref.forward([2, 4], full_output=False)[0]) > 1e-4   # fp16 rounding is visible
+
+
+def test_the_gpu_default_kernels_inside_the_model():
+    """matvec v3 (warp shuffles), matmul v2 (shared tiles), layernorm v2 (block tree): the GPU's
+    defaults, inside the whole model. A smaller model: each of their threads costs the simulator."""
+    config = RWKVConfig(n_layer=1, n_embd=8, vocab_size=16, ffn_dim=16)
+    ref = RWKV.random(config, seed=4, scale=0.5, backend="numpy")
+    dev = DeviceRWKV(config, ref.params, matvec_version=3, matmul_version=2, layernorm_version=2)
+    logits, state = dev.forward([3, 9])
+    want, want_state = ref.forward([3, 9])
+    assert max_diff(logits, want) < TOL and state_diff(state, want_state) < TOL
+    logits, state = dev.step(5, state)
+    want, want_state = ref.step(5, want_state)
+    assert max_diff(logits, want) < TOL and state_diff(state, want_state) < TOL
+
+
+def test_the_device_twin_of_a_compact_bf16_model_equals_it():
+    from tinyrwkv.nn.compact import compact, is_compactable
+    config = RWKVConfig(n_layer=1, n_embd=8, vocab_size=16, ffn_dim=16)
+    params = RWKV.random(config, seed=5, scale=0.5, backend="numpy").params
+    bf16 = RWKV(config, {k: compact(v, "bf16") if is_compactable(k, v.shape) else v for k, v in params.items()},
+                backend="numpy")
+    logits, _ = DeviceRWKV.from_model(bf16).forward([1, 2], full_output=False)
+    assert max_diff(logits, bf16.forward([1, 2], full_output=False)[0]) < TOL
 
 
 def test_state_round_trip_stack_select_and_errors(models):
@@ -119,12 +152,12 @@ def test_profile_step_names_every_kernel_family(models):
 
 def test_generate_cli_on_the_device_matches_the_cpu(capsys):
     from tinyrwkv.cli import main
-    args = ["generate", "Once upon", "--model", "tiny", "--max-new-tokens", "3", "--temperature", "0", "--no-stream"]
+    args = ["generate", "Once", "--model", "tiny", "--max-new-tokens", "2", "--temperature", "0", "--no-stream"]
     assert main(args) == 0
     cpu = capsys.readouterr().out
     assert main(args + ["--device", "cuda"]) == 0
     gpu = capsys.readouterr().out
-    assert gpu == cpu and gpu.startswith("Once upon") and len(gpu.strip()) > len("Once upon")
+    assert gpu == cpu and gpu.startswith("Once") and len(gpu.strip()) > len("Once")
 
 
 def test_load_device_cuda_gives_the_device_runner():
@@ -200,3 +233,16 @@ def test_every_kernel_compiles_for_compute_capabilities_75_80_86_90():
         assert r["f64"] == 0, f"{key}: float64 instructions (a float64 constant crept in)"
         if "matvec_v2" in key or "matvec_v3" in key:
             assert r["shfl"], f"{key}: no warp shuffle in the PTX"
+
+
+def test_device_cuda_without_a_gpu_says_what_to_do():
+    """Without a GPU and without the simulator, --device cuda is a usage error naming the way out."""
+    code = ("import sys; from tinyrwkv.kernels import real_gpu_present; from tinyrwkv.cli import main\n"
+            "sys.exit(99 if real_gpu_present() else main(['generate', 'Once', '--model', 'tiny', '--device', 'cuda']))")
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "NUMBA_ENABLE_CUDASIM": "0"},
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode == 99:
+        pytest.skip("a real GPU is present: --device cuda works here")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "--device cuda" in proc.stderr and "NUMBA_ENABLE_CUDASIM=1" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr

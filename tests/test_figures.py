@@ -7,7 +7,8 @@ from tinyrwkv import cli
 from tinyrwkv.figures import FIGURES
 
 EXPECTED_SETS = {"gradient_flow", "attention_cost", "cost_and_memory", "rwkv_wkv_maps", "kernel_ladder",
-                 "decay_spectrum", "information_flow", "training_curves", "diagrams", "recall", "roofline"}
+                 "decay_spectrum", "information_flow", "training_curves", "diagrams", "recall", "roofline",
+                 "after_rwkv4"}
 
 
 def test_every_experiment_module_is_a_figure_set():
@@ -24,7 +25,7 @@ def test_tinyrwkv_figures_fast_writes_every_png(tmp_path, capsys):
     for name in ("gradient_flow.png", "attention_cost.png", "attention_heatmaps.png", "cost_vs_length.png",
                  "state_size_vs_length.png", "wkv_attention_maps.png", "kernel_ladder.png",
                  "decay_spectrum.png", "time_mix.png", "information_flow.png", "training_curves.png",
-                 "recall.png"):
+                 "recall.png", "roofline.png", "quantisation_tradeoff.png"):
         assert name in pngs, f"{name} was not written (got {sorted(pngs)})"
         assert (tmp_path / name).stat().st_size > 10_000
 

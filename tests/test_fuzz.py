@@ -3,8 +3,8 @@ address space capped and a timeout: a segfault, a runaway allocation or a hang i
 this test (with hypothesis's report of the falsifying example) instead of killing the test run.
 
 The seed files are written here by the real writers: torch.save (a tiny RWKV-4 state dict, BlinkDL
-names, bfloat16), safetensors' save_file (Hugging Face names, float32), RWKVState.save and a
-CharTokenizer.
+names, bfloat16), safetensors' save_file (Hugging Face names, float32), RWKVState.save, a
+CharTokenizer and an excerpt of the World vocabulary.
 """
 import os
 import resource
@@ -35,6 +35,9 @@ def make_seeds(folder):
     state.aa[...] = 0.5
     state.save(folder / "state.npz")
     CharTokenizer.from_text("hello world", eot="\0").save(folder / "char_tokenizer.json")
+    from tinyrwkv.tokenizer_world import VOCAB_FILE         # the first 300 entries of the World vocabulary
+    lines = VOCAB_FILE.read_text(encoding="utf-8").splitlines()
+    (folder / "rwkv_vocab_small.txt").write_text("\n".join(lines[:200] + lines[-100:]) + "\n", encoding="utf-8")
 
 
 def _cap_memory():

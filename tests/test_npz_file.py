@@ -128,6 +128,9 @@ def test_hostile_state_files(tmp_path, state_path):
     write_npz(tmp_path / "bzip.npz", good_members(), zipfile.ZIP_BZIP2)
     cases["bzip.npz"] = ["compression method 12"]
     cases["no_such.npz"] = ["cannot read"]
+    from test_checkpoints_hostile import patch_end_record
+    patch_end_record(write_npz(tmp_path / "members.npz", good_members()), entries=60000)
+    cases["members.npz"] = ["declares 60,000 members", "at most 16"]
     for name, patterns in cases.items():
         expect_state_error(tmp_path / name, *patterns)
 

@@ -166,3 +166,28 @@ def test_rwkv7_pile_168m_known_by_name(tmp_path, capsys):
     write_blinkdl_pth_any(snapshot / filename, random_rwkv567_params(SMALL[7], seed=6), dtype="bfloat16")
     model = tinyrwkv.load("rwkv7-pile-168m", cache_dir=tmp_path, backend="numpy", progress=False)
     assert model.config.version == 7 and model.config.head_size == 8
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_v7_pth_values_read_exactly(tmp_path, dtype):
+    """Every stored dtype reads back to exactly the stored values, in the model's layout (LoRA
+    matrices transposed to (out, in), (1, 1, C) vectors squeezed)."""
+    from factories import round_params
+    params = round_params(random_rwkv567_params(SMALL[7], seed=8), dtype)
+    write_blinkdl_pth_any(tmp_path / "m.pth", params, dtype=dtype)
+    config, read = read_checkpoint(tmp_path / "m.pth", progress=False)
+    assert config["dtype"] == dtype and set(read) == set(params)
+    assert all(np.array_equal(read[k], params[k]) for k in params)
+    assert read["blocks.1.att.a1"].shape == (16, 32)                 # stored (C, Da) = (32, 16)
+
+
+def test_bench_machinery_rwkv7_tiny(capsys):
+    """Not a speed test: `bench --version 7` writes RWKV-7 weights, runs tinyrwkv's worker on them
+    and prints a table naming the version (transformers is skipped with the reason)."""
+    from tinyrwkv.cli import main
+    code = main(["bench", "--version", "7", "--tiny", "--no-peers", "--rounds", "1", "--repeats", "1",
+                 "--prompt-length", "8", "--decode-tokens", "3"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("RWKV-7 2 layers x 64, head size 32"), out
+    line = next(line for line in out.splitlines() if line.startswith("tinyrwkv fp32"))
+    assert float(line.split()[2]) > 0

@@ -4,6 +4,7 @@ The front door (re-exports only)::
 
     import tinyrwkv
     model = tinyrwkv.load("RWKV/rwkv-4-169m-pile")        # repo id | folder | .safetensors | .bin | .pth
+                                                          # (RWKV-4, 5.2, 6 or 7: detected from the tensors)
     tok = tinyrwkv.load_tokenizer("RWKV/rwkv-4-169m-pile")
     print(tinyrwkv.generate(model, tok, "Hello my name is", max_new_tokens=10, temperature=0))
 
@@ -26,6 +27,11 @@ _EXPORTS = {
     "RWKV": "tinyrwkv.models.rwkv",
     "RWKVConfig": "tinyrwkv.models.rwkv",
     "RWKVState": "tinyrwkv.models.rwkv",
+    "RWKV5": "tinyrwkv.models.rwkv5",
+    "RWKV6": "tinyrwkv.models.rwkv6",
+    "RWKV7": "tinyrwkv.models.rwkv7",
+    "MatrixState": "tinyrwkv.models.state",
+    "WorldTokenizer": "tinyrwkv.tokenizer_world",
     "read_checkpoint": "tinyrwkv.checkpoints",
     # the error types (tinyrwkv/errors.py): catch TinyRWKVError for anything a user can fix
     "TinyRWKVError": "tinyrwkv.errors",

@@ -321,6 +321,8 @@ def run(args) -> dict:
     for name in ("decode_tokens", "prompt_length", "repeats", "rounds", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ParameterError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.workdir is not None and not pathlib.Path(args.workdir).is_dir():
+        raise ParameterError(f"--workdir {args.workdir}: no such folder")
     formats = parse_weights(getattr(args, "weights", "fp32"))
     version = _version(args)
     config = shapes_for(version, args.tiny)

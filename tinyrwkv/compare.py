@@ -19,23 +19,34 @@ Every model reads the same token ids in serial mode, through its own ``step``: R
 and then each model continues the prompt greedily (its outputs, side by side).
 
 The peers are sized like the RWKV: with the tiny shipped RWKV (char-level, small_tales) they are
-the GPT and LSTM of ``tinyrwkv.recipes`` (the same parameter count), briefly
-trained here on the same corpus (``train_steps``; the shipped RWKV trained far longer, so their
-outputs are worse for that reason too, as the table says). With any other RWKV checkpoint (e.g.
+the GPT and LSTM of ``tinyrwkv.recipes`` (the same parameter count), shipped trained
+(tinyrwkv/data/peer_*.npz: the tiny RWKV's recipe for 400 steps, by scripts/train_compare_peers.py;
+the shipped RWKV trained longer, and the table says so), or trained here for ``train_steps``. Another
+char-level RWKV of the tales' vocabulary gets peers of its own size, trained here. With any other RWKV checkpoint (e.g.
 the real 169M) the peers have its width, depth and vocabulary but random weights: their times
 and state sizes are real, their text is noise, and the table says "untrained".
+
+The RWKV-7 column ("rwkv7"): the shipped tiny RWKV-7 ("tiny7": the tiny RWKV-4's size and recipe)
+beside a small_tales char model; beside any other checkpoint, the real RWKV-7 168M when it is
+downloaded (``tinyrwkv download rwkv7-pile-168m``) and the model reads the same GPT-NeoX ids, else an
+RWKV-7 of the model's width, depth and vocabulary with random weights.
 """
 from __future__ import annotations
 
+import pathlib
+import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import ParameterError, TinyRWKVError
 
-PEERS = ("gpt", "lstm")
-PEER_LABELS = {"gpt": "GPT + KV cache", "lstm": "LSTM"}
+PEERS = ("gpt", "lstm", "rwkv7")
+# The peers of the shipped tiny RWKV-4, trained offline (scripts/train_compare_peers.py)
+PEER_FILES = {name: pathlib.Path(__file__).resolve().parent / "data" / f"peer_{name}.npz" for name in ("gpt", "lstm")}
+DEFAULT_TRAIN_STEPS = 200          # when they do not fit (another char-level RWKV), they train here
+PEER_LABELS = {"gpt": "GPT + KV cache", "lstm": "LSTM", "rwkv7": "RWKV-7"}
 DEFAULT_PROMPTS = {"tiny": "The fox ", "real": "The Eiffel Tower is located in the city of"}
 
 
@@ -65,8 +76,10 @@ class Stepper:
     """
 
     def __init__(self, name: str, model, note: str = ""):
+        from .models.rwkv import RWKVBase
+
         self.name, self.model, self.note = name, model, note
-        self.is_rwkv = type(model).__name__ == "RWKV"
+        self.is_rwkv = isinstance(model, RWKVBase)           # RWKV-4 .. 7 inference models: step(int, state)
         self.reset()
 
     def reset(self):
@@ -130,13 +143,51 @@ def is_tiny_char_model(model, tokenizer) -> bool:
             and list(tokenizer.encode(sample)) == vocab.encode(sample).tolist())
 
 
-def build_peers(rwkv, peers=PEERS, trainable: bool = False, train_steps: int = 200, seed: int = 0,
-                progress: bool = False) -> dict:
-    """name -> Stepper for each of ``peers`` ("gpt", "lstm"), sized like ``rwkv``.
+def _say(progress: bool, message: str) -> None:
+    """A progress line on stderr (the table goes to stdout)."""
+    if progress:
+        print(message, file=sys.stderr, flush=True)
 
-    ``trainable`` (the rwkv reads small_tales' char ids): the GPT and LSTM of ``recipes``, matched
-    to the RWKV's parameter count, trained ``train_steps`` steps (batches of 8 x 64 chars, Adam with
-    the lr of recipes.PEAK_LR). Otherwise: the same width, depth and vocabulary, random weights.
+
+def matched_peers(rwkv, seed: int = 0) -> dict:
+    """name -> a fresh GPT and LSTM of ``rwkv``'s parameter count (``recipes.matched_gpt`` with its
+    width and depth; ``recipes.matched_lstm``), as the training-curves comparison builds them."""
+    from . import recipes
+
+    c, target = rwkv.config, rwkv.num_parameters()
+    return {"gpt": recipes.matched_gpt(c.vocab_size, target, dim=c.n_embd, n_heads=4 if c.n_embd % 4 == 0 else 1,
+                                       n_layers=c.n_layer, seed=seed),
+            "lstm": recipes.matched_lstm(c.vocab_size, target, seed=seed)}
+
+
+def shipped_peer(name: str, model):
+    """Loads the shipped trained weights of peer ``name`` into ``model`` (``training.load_checkpoint``:
+    a plain .npz, no pickle, every name and shape checked). Returns the note for the table, or None
+    when nothing fits (no file, or the model is not the shipped tiny RWKV's size)."""
+    from .training import load_checkpoint
+
+    path = PEER_FILES[name]
+    if not path.is_file():
+        return None
+    try:
+        meta = load_checkpoint(path, model)
+    except (ValueError, TinyRWKVError):             # another size: this RWKV is not the shipped one
+        return None
+    extra = meta.get("extra") or {}
+    return (f"shipped, trained offline ({extra.get('recipe', {}).get('steps', '?')}-step recipe of the tiny RWKV-4, "
+            f"best val {extra.get('val', float('nan')):.2f} nats/char at step {extra.get('best_step', '?')})")
+
+
+def build_peers(rwkv, peers=PEERS, trainable: bool = False, train_steps=None, seed: int = 0,
+                progress: bool = False) -> dict:
+    """name -> Stepper for each of ``peers`` ("gpt", "lstm", "rwkv7"), sized like ``rwkv``.
+
+    ``trainable`` (the rwkv reads small_tales' char ids): the GPT and LSTM of ``matched_peers``. With
+    ``train_steps=None`` they are the shipped ones (tinyrwkv/data/peer_*.npz, trained offline by
+    scripts/train_compare_peers.py with the tiny RWKV-4's recipe) when their size fits, else trained
+    here for DEFAULT_TRAIN_STEPS; ``train_steps=N`` trains them here N steps (batches of 8 x 64 chars,
+    Adam with recipes.PEAK_LR; 0 = untrained). Not ``trainable``: the same width, depth and
+    vocabulary, random weights.
     """
     from .models.lstm import LSTMLanguageModel
     from .models.transformer import GPT
@@ -146,22 +197,29 @@ def build_peers(rwkv, peers=PEERS, trainable: bool = False, train_steps: int = 2
     if unknown:
         raise ParameterError(f"unknown peer(s) {unknown}: choose from {list(PEERS)}")
     out = {}
+    if "rwkv7" in peers:
+        out["rwkv7"] = rwkv7_peer(rwkv, trainable, seed)
+        peers = [p for p in peers if p != "rwkv7"]
     if trainable:
-        from .data.corpus import load_corpus
         from . import recipes
+        from .data.corpus import load_corpus
 
-        corpus = load_corpus()
-        target = rwkv.num_parameters()
-        models = {"gpt": lambda: recipes.matched_gpt(c.vocab_size, target, dim=c.n_embd,
-                                                n_heads=4 if c.n_embd % 4 == 0 else 1, n_layers=c.n_layer, seed=seed),
-                  "lstm": lambda: recipes.matched_lstm(c.vocab_size, target, seed=seed)}
+        models = matched_peers(rwkv, seed)
         lr = {"gpt": recipes.PEAK_LR["GPT"], "lstm": recipes.PEAK_LR["LSTM"]}
         for name in peers:
-            model = models[name]()
-            if train_steps:
-                curve = recipes.train_with_curve(model, corpus, steps=train_steps, peak_lr=lr[name], batch_size=8,
-                                            seq_len=64, eval_every=train_steps, seed=seed, progress=progress)
-                note = f"trained {train_steps} steps here, val {curve['val'][-1][1]:.2f} nats/char"
+            model = models[name]
+            note = shipped_peer(name, model) if train_steps is None else None
+            steps = DEFAULT_TRAIN_STEPS if train_steps is None else train_steps
+            if note:
+                _say(progress, f"{PEER_LABELS[name]}: {note}")
+            elif steps:
+                _say(progress, f"{PEER_LABELS[name]}: training {model.num_parameters():,} parameters for {steps} steps "
+                               f"here ...")
+                t0 = time.perf_counter()
+                curve = recipes.train_with_curve(model, load_corpus(), steps=steps, peak_lr=lr[name], batch_size=8,
+                                                 seq_len=64, eval_every=steps, seed=seed, progress=False)
+                note = f"trained {steps} steps here, val {curve['val'][-1][1]:.2f} nats/char"
+                _say(progress, f"{PEER_LABELS[name]}: {note} ({time.perf_counter() - t0:.0f} s)")
             else:
                 note = "untrained (random weights)"
             out[name] = Stepper(PEER_LABELS[name], model, note)
@@ -175,6 +233,33 @@ def build_peers(rwkv, peers=PEERS, trainable: bool = False, train_steps: int = 2
             model = LSTMLanguageModel(c.vocab_size, hidden_size=c.n_embd, num_layers=c.n_layer, rng=rng)
         out[name] = Stepper(PEER_LABELS[name], model, "untrained (random weights): time and state only")
     return out
+
+
+def rwkv7_peer(rwkv, tiny: bool, seed: int = 0) -> Stepper:
+    """The RWKV-7 column: the shipped tiny RWKV-7 beside a small_tales char model; else the real
+    RWKV-7 168M when downloaded and ``rwkv`` reads its GPT-NeoX ids (vocabulary within its 50,304);
+    else an RWKV-7 of ``rwkv``'s width, depth and vocabulary with random weights."""
+    from .checkpoints import hub
+    from .loading import load
+    from .models.rwkv import RWKVConfig
+    from .models.rwkv7 import RWKV7
+
+    backend = getattr(rwkv, "backend", "auto")
+    if tiny:
+        model = load("tiny7", backend=backend, progress=False)
+        return Stepper("RWKV-7", model, "shipped, trained offline (the tiny RWKV-7: scripts/train_tiny_rwkv7.py, "
+                                        "the tiny RWKV-4's recipe and size)")
+    c = rwkv.config
+    real = hub.named_file("rwkv7-pile-168m")
+    if real is not None and c.vocab_size >= 50277:
+        model = load(real, backend=backend, progress=False)
+        if model.config.vocab_size >= c.vocab_size:
+            return Stepper("RWKV-7", model, "the real RWKV-7 Pile 168M")
+    head = 64 if c.n_embd % 64 == 0 else c.n_embd
+    config = RWKVConfig(n_layer=c.n_layer, n_embd=c.n_embd, vocab_size=c.vocab_size, ffn_dim=c.ffn_dim, version=7,
+                        head_size=head, decay_lora=32, a_lora=32, v_lora=32, gate_lora=32)
+    return Stepper("RWKV-7", RWKV7.random(config, seed=seed, backend=backend),
+                   "untrained (random weights): time and state only")
 
 
 def sequence_ids(tokenizer, prompt: str, length: int) -> np.ndarray:
@@ -294,14 +379,15 @@ class Comparison:
 
 
 def compare(model="tiny", prompt: str | None = None, peers=PEERS, length: int = 512, new_tokens: int = 60,
-            train_steps: int = 200, seed: int = 0, backend: str = "auto", tokenizer=None,
+            train_steps=None, seed: int = 0, backend: str = "auto", tokenizer=None,
             progress: bool = False) -> Comparison:
     """Runs ``compare``'s measurement (see the module docstring).
 
     model: "tiny", a checkpoint path / repo id, or an RWKV already loaded (then pass ``tokenizer``);
     prompt: text (default: "The fox " for the tiny model, the Eiffel Tower sentence otherwise);
     peers: any of "gpt", "lstm"; length: tokens in the timed sequence (>= 2); new_tokens: greedy
-    continuation length; train_steps: peer training for the tiny model (0 = untrained).
+    continuation length; train_steps: None = the shipped trained peers for the tiny model (see
+    ``build_peers``), N = train them here N steps (0 = untrained). ``progress``: say what runs, on stderr.
     """
     from .loading import load
     from .tokenizer import load_tokenizer
@@ -310,7 +396,7 @@ def compare(model="tiny", prompt: str | None = None, peers=PEERS, length: int = 
         raise ParameterError(f"length must be an integer >= 2, got {length!r}")
     if not isinstance(new_tokens, (int, np.integer)) or new_tokens < 0:
         raise ParameterError(f"new_tokens must be an integer >= 0, got {new_tokens!r}")
-    if not isinstance(train_steps, (int, np.integer)) or train_steps < 0:
+    if train_steps is not None and (not isinstance(train_steps, (int, np.integer)) or train_steps < 0):
         raise ParameterError(f"train_steps must be an integer >= 0, got {train_steps!r}")
     peers = list(peers)
     unknown = sorted(set(peers) - set(PEERS))
@@ -321,6 +407,7 @@ def compare(model="tiny", prompt: str | None = None, peers=PEERS, length: int = 
     if isinstance(model, str):
         name = "tiny shipped RWKV-4" if model == "tiny" else f"RWKV-4 {model}"
         rwkv_note = "the shipped checkpoint" if model == "tiny" else "loaded checkpoint"
+        _say(progress, f"loading the {name} ...")
         tokenizer = tokenizer or load_tokenizer(model if model == "tiny" else _tokenizer_source(model))
         model = load(model, backend=backend, progress=progress)
     else:
@@ -339,8 +426,13 @@ def compare(model="tiny", prompt: str | None = None, peers=PEERS, length: int = 
     steppers.update({s.name: s for s in build_peers(model, peers, trainable=tiny, train_steps=train_steps,
                                                     seed=seed, progress=progress).values()})
     ids = sequence_ids(tokenizer, prompt, length)
-    runs = {n: stream(s, ids) for n, s in steppers.items()}
-    outputs = {n: tokenizer.decode(greedy_continuation(s, prompt_ids, new_tokens)) for n, s in steppers.items()}
+    runs, outputs = {}, {}
+    for n, s in steppers.items():
+        t0 = time.perf_counter()
+        _say(progress, f"{n}: {length} tokens one at a time, then {new_tokens} greedy ones ...")
+        runs[n] = stream(s, ids)
+        outputs[n] = tokenizer.decode(greedy_continuation(s, prompt_ids, new_tokens))
+        _say(progress, f"{n}: done in {time.perf_counter() - t0:.1f} s")
     return Comparison(name, prompt, steppers, runs, outputs, length,
                       info={"tiny": tiny, "train_steps": train_steps if tiny else 0})
 
@@ -367,11 +459,12 @@ def add_arguments(p) -> None:
                         "sentence otherwise)")
     p.add_argument("--model", default="tiny", help="'tiny' (shipped), or a repo id / folder / checkpoint file")
     p.add_argument("--tokenizer", default=None, help="tokenizer.json or folder (default: beside the model)")
-    p.add_argument("--peers", default="gpt,lstm", help="comma-separated: gpt, lstm (default: both)")
+    p.add_argument("--peers", default="gpt,lstm,rwkv7", help="comma-separated: gpt, lstm, rwkv7 (default: all)")
     p.add_argument("--length", type=int, default=512, help="tokens in the timed sequence (default 512)")
     p.add_argument("--new-tokens", type=int, default=60, help="greedy continuation length (default 60)")
-    p.add_argument("--train-steps", type=int, default=200,
-                   help="training steps for the tiny model's peers (default 200, ~10 s each; 0 = untrained)")
+    p.add_argument("--train-steps", type=int, default=None,
+                   help="train the tiny model's peers here for N steps instead of loading the shipped trained "
+                        "ones (0 = untrained; default: the shipped ones)")
     p.add_argument("--seed", type=int, default=0, help="seed of the peers' initialisation and training")
     p.add_argument("--backend", default="auto", help="WKV kernels: auto, numba, numpy, cuda")
     p.add_argument("--figure", default=None, help="also save the three-panel figure to this .png")
@@ -383,13 +476,13 @@ def run_from_args(args) -> int:
 
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     if not peers:
-        raise ParameterError("--peers is empty: give gpt, lstm or gpt,lstm")
+        raise ParameterError("--peers is empty: give any of gpt, lstm, rwkv7 (comma-separated)")
     unknown = sorted(set(peers) - set(PEERS))
     if unknown:
         raise ParameterError(f"--peers: unknown peer(s) {unknown}; choose from {', '.join(PEERS)}")
     for option, value, low in (("--length", args.length, 2), ("--new-tokens", args.new_tokens, 0),
                                ("--train-steps", args.train_steps, 0)):
-        if value < low:
+        if value is not None and value < low:
             raise ParameterError(f"{option} must be >= {low}, got {value}")
     if args.figure is not None:
         folder = pathlib.Path(args.figure).expanduser().resolve().parent
@@ -398,7 +491,7 @@ def run_from_args(args) -> int:
     from .tokenizer import load_tokenizer
     tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
     result = compare(args.model, args.prompt, peers, args.length, args.new_tokens, args.train_steps,
-                     args.seed, args.backend, tokenizer=tokenizer)
+                     args.seed, args.backend, tokenizer=tokenizer, progress=True)
     print(result.table())
     if args.figure is not None:
         result.plot(path=args.figure)

@@ -180,7 +180,11 @@ def load_tokenizer(source, *, revision: Optional[str] = None, cache_dir=None):
     path = pathlib.Path(os.fspath(source)).expanduser()
     if path.is_file() and path.name.startswith("rwkv_vocab") and path.suffix == ".txt":
         from .tokenizer_world import world_tokenizer
-        return world_tokenizer(path)
+        try:
+            return world_tokenizer(path)
+        except (ValueError, OSError, RecursionError, MemoryError) as e:   # a bad line names itself
+            message = str(e).removeprefix(f"{path}: ")
+            raise TokenizerError(f"{path}: not a World vocabulary: {message[:300]}") from None
     if path.is_file():
         return _from_json_file(path)
     if path.is_dir():

@@ -230,6 +230,10 @@ def named_file(name: str, cache_dir=None, *, download_if_missing: bool = False,
     found = cached_file(repo, filename, cache_dir=cache_dir)
     if found is not None or not download_if_missing:
         return found
+    why = hub_unreachable()                      # offline: said at once, not after ~25 s of retries
+    if why:
+        raise CheckpointError(f"could not download {name} ({repo}/{filename}): the Hugging Face Hub cannot be "
+                              f"reached ({why}) and it is not in the cache; run again with internet")
     try:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.utils import disable_progress_bars

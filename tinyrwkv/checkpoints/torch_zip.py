@@ -40,6 +40,7 @@ import struct
 import zipfile
 from typing import Dict, Tuple
 
+from ..npz_file import zip_directory_problem
 from . import pickle_scan
 from .errors import CheckpointError, UnsafeCheckpointError
 from .tensors import RAW_DTYPES, StoredTensor
@@ -253,6 +254,10 @@ def list_tensors(path) -> Dict[str, StoredTensor]:
         if looks_like_legacy_torch(path):
             raise legacy_error(path)
         raise CheckpointError(f"{path}: not a torch zip checkpoint (it does not start with a zip header)")
+    with open(path, "rb") as f:
+        problem = zip_directory_problem(f)        # (a state dict has one member per tensor)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
     try:
         with zipfile.ZipFile(path) as archive:
             infolist = archive.infolist()

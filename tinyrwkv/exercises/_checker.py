@@ -20,7 +20,7 @@ lesson number; solutions live in ``lessons/solutions/NN_*.py`` under the same na
 Answers that merely hand back tinyrwkv's own code fail. ``@exercise("06", library=(...))`` names the
 library functions whose result the exercise asks for ("tinyrwkv.kernels.wkv_numpy:stable_step",
 "tinyrwkv.models.rnn:RecurrentLayer.cell"). A learner's function that IS one of them (directly, through
-functools.wraps / partial, or as a bound method) fails at once; while the learner's function runs,
+functools.wraps / partial, as a bound method, or as a copy sharing its code object) fails at once; while the learner's function runs,
 every place it could reach them through (the attribute of every loaded tinyrwkv module or class that
 holds them, and the function's own globals, closure cells and default arguments) holds a poisoned stand-in,
 so calling through fails with "this calls tinyrwkv's own X; write it yourself".
@@ -195,11 +195,24 @@ def _library_identity(fn, library) -> str | None:
     """The label of the library function ``fn`` is (or wraps), else None."""
     if not library:
         return None
-    objs = {id(obj): label for label, _, _, obj in _targets(library)}
+    objs, codes = {}, {}
+    for label, _, _, obj in _targets(library):
+        for o in _faces(obj):
+            objs[id(o)] = label
+            if getattr(o, "__code__", None) is not None:
+                codes[id(o.__code__)] = label          # a copy made with types.FunctionType(f.__code__, ...)
     for f in _unwrap_chain(fn):
         if id(f) in objs:
             return objs[id(f)]
+        if id(getattr(f, "__code__", None)) in codes:
+            return codes[id(f.__code__)]
     return None
+
+
+def _faces(obj):
+    """obj, and the plain function inside a classmethod or staticmethod (what getattr hands out)."""
+    inner = obj.__func__ if isinstance(obj, (classmethod, staticmethod)) else None
+    return (obj, inner) if inner is not None else (obj,)
 
 
 def _stand_in(label, calls):
@@ -216,13 +229,22 @@ def _poisoned(fn, library, calls):
     the call and raises LibraryCalled: module and class attributes across the loaded tinyrwkv
     modules, and ``fn``'s (and what it wraps') globals, closure cells and default arguments."""
     targets = _targets(library)
-    by_id = {id(obj): _stand_in(label, calls) for label, _, _, obj in targets}
+    by_id, by_code = {}, {}
+    for label, _, _, obj in targets:
+        stand_in = by_id[id(obj)] = _stand_in(label, calls)
+        for o in _faces(obj):
+            by_id[id(o)] = stand_in
+            if getattr(o, "__code__", None) is not None:
+                by_code[id(o.__code__)] = stand_in
 
     def poison(value):
         if id(value) in by_id:
             return by_id[id(value)]
         func = getattr(value, "__func__", None)           # a bound method of a library function
-        return by_id.get(id(func)) if func is not None else None
+        if func is not None and id(func) in by_id:
+            return by_id[id(func)]
+        code = getattr(value, "__code__", None)           # a copy of one, sharing its code object
+        return by_code.get(id(code)) if code is not None else None
 
     undo = []
     for _, owner, name, obj in targets:                   # the defining class or module

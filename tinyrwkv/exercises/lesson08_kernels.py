@@ -73,7 +73,7 @@ def wkv_thread(fn):
 def max_trick_add(fn):
     """fn(m1, p1, m2, p2) -> (m, p): m e^p = m1 e^p1 + m2 e^p2 with p = max(p1, p2), elementwise."""
     p1 = np.array([0.0, 3.0, 800.0, -5.0, 1000.0, 2.0])
-    p2 = np.array([1.0, 3.0, 790.0, 4.0, 1200.0, -1e38])     # -1e38: the "empty" state's exponent
+    p2 = np.array([1.0, 3.0, 790.0, 4.0, 1200.0, wkv_numpy.NEG_INF])   # the "empty" state's exponent
     m1 = np.array([0.5, -1.0, 2.0, 1.5, 0.25, 0.7])
     m2 = np.array([2.0, 4.0, -1.0, 0.5, 3.0, 9.0])
     p_want = np.maximum(p1, p2)

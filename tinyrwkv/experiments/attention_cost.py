@@ -139,8 +139,9 @@ def plot_cost(cost, path):
 # --------------------------------------------------------------------------- 2. heatmaps
 
 
-def train_translators(steps, seed=0, progress=False) -> dict:
-    """Trains a GNMT and an encoder-decoder Transformer on the dates task; returns models and exact-match."""
+def train_translators(steps, seed=0, progress=False, n_eval: int = 500) -> dict:
+    """Trains a GNMT and an encoder-decoder Transformer on the dates task for ``steps`` steps; returns the
+    models and their exact-match on ``n_eval`` held-out pairs."""
     from ..training import train
 
     task = DateTask()
@@ -148,7 +149,7 @@ def train_translators(steps, seed=0, progress=False) -> dict:
                 rng=np.random.default_rng(seed))
     transformer = Transformer(len(task.src_vocab), len(task.tgt_vocab), dim=48, n_heads=4, ffn_dim=96,
                               rng=np.random.default_rng(seed))
-    held_out = task.pairs(500, seed=99)
+    held_out = task.pairs(n_eval, seed=99)
     out = {"task": task, "held_out": held_out}
     for name, model, lr in (("gnmt", gnmt, 3e-3), ("transformer", transformer, 2e-3)):
         history = train(model, task.batches(32), steps, lr=lr, seed=seed, progress=progress)
@@ -158,7 +159,7 @@ def train_translators(steps, seed=0, progress=False) -> dict:
     return out
 
 
-def plot_heatmaps(trained, path, sources):
+def plot_heatmaps(trained, path, sources, steps=None):
     from matplotlib.figure import Figure
 
     task = trained["task"]
@@ -180,6 +181,9 @@ def plot_heatmaps(trained, path, sources):
             ax.set_ylabel("generated character")
             ax.set_title(f"{title}\n'{source}' -> '{task.tgt_vocab.decode(ids[0])}'", fontsize=9)
             fig.colorbar(im, ax=ax, fraction=0.046, label="attention weight")
+    if steps is not None:
+        fig.suptitle(f"Dates task, after {steps} training steps (exact match on held-out pairs: GNMT "
+                     f"{trained['gnmt']['exact_match']:.0%}, Transformer {trained['transformer']['exact_match']:.0%})")
     finish(fig, path, dpi=120)
 
 
@@ -193,10 +197,14 @@ def make_figures(outdir, fast=False) -> dict:
     cost = measure_cost(lengths, repeats=2 if fast else 3)
     plot_cost(cost, outdir / "attention_cost.png")
 
-    steps = 200 if fast else 400
-    trained = train_translators(steps)
+    # Fast mode (CI, quick looks): the translators train 100 steps instead of 400 and are scored on
+    # 100 held-out pairs, not 500 (was 200 and 500: the largest share of `figures --fast`). After 100
+    # steps the Transformer already gets ~58% of dates exactly (93% of characters), the GNMT ~70% of
+    # characters: the maps show where attention is heading, not yet the converged ones.
+    steps = 100 if fast else 400
+    trained = train_translators(steps, n_eval=100 if fast else 500)
     sources = ["3 March 2021", "March 3, 2021", "03/03/2021"]
-    plot_heatmaps(trained, outdir / "attention_heatmaps.png", sources)
+    plot_heatmaps(trained, outdir / "attention_heatmaps.png", sources, steps)
 
     translation = {name: {k: v for k, v in trained[name].items() if k != "model"} for name in ("gnmt", "transformer")}
     return {"cost": cost, "translation": {"steps": steps, "held_out_pairs": len(trained["held_out"]), **translation},

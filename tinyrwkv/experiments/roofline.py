@@ -101,6 +101,31 @@ def decode_bytes(params) -> int:
     return int(total)
 
 
+def weights_per_token(n_layer: int, n_embd: int, ffn_dim: int, vocab_size: int) -> int:
+    """RWKV-4 matrix weights one token multiplies: per layer time-mix key, value, receptance, output
+    (4 C^2) and channel-mix key (F x C), value (C x F), receptance (C^2); then the head (V x C).
+    (The embedding is a lookup: one row, no product.)"""
+    C, F_ = n_embd, ffn_dim
+    return n_layer * (5 * C * C + 2 * C * F_) + vocab_size * C
+
+
+def bytes_per_token(n_layer: int, n_embd: int, ffn_dim: int, vocab_size: int, bytes_per_weight: float) -> float:
+    """Bytes of weight matrices one decoding step reads: every matrix weight once, plus the one
+    embedding row of the token, at ``bytes_per_weight`` each (vectors and scales left out)."""
+    return (weights_per_token(n_layer, n_embd, ffn_dim, vocab_size) + n_embd) * bytes_per_weight
+
+
+def predicted_tokens_per_second(bandwidth_gbs: float, nbytes: float) -> float:
+    """The decode bound: a token cannot be faster than reading its ``nbytes`` at ``bandwidth_gbs`` (1e9 B/s)."""
+    return bandwidth_gbs * 1e9 / nbytes
+
+
+def arithmetic_intensity(bytes_per_weight: float, tokens_per_call: int) -> float:
+    """Flops per byte of weights read when one read of the weights serves ``tokens_per_call`` tokens:
+    2 flops (multiply, add) per weight and token, b bytes per weight: 2 T / b."""
+    return 2.0 * tokens_per_call / bytes_per_weight
+
+
 def matrix_weights(params) -> int:
     """P: weights in the matrix products of a token (every 2-d matrix but the embedding)."""
     return int(sum(v.size for k, v in params.items() if np.ndim(v) == 2 and k != "emb.weight"))
@@ -196,14 +221,17 @@ def quality(reference, model, tokens) -> dict:
 
 
 def text_tokens(n: int, vocab_size: int) -> np.ndarray:
-    """``n`` token ids of real text (the shipped corpus through the GPT-NeoX tokenizer when it is here,
-    else the corpus's character codes), folded into ``vocab_size``."""
+    """``n`` token ids of real text (the shipped corpus through the GPT-NeoX tokenizer when it is here:
+    $TINYRWKV_TOKENIZER or ../shared/data/20B_tokenizer.json; else the corpus's character codes),
+    folded into ``vocab_size``."""
     from ..data.corpus import CORPORA
     text = CORPORA["small_tales"].read_text(encoding="ascii")
     ids = None
     try:
+        import os
         import pathlib
-        path = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "20B_tokenizer.json"
+        path = pathlib.Path(os.environ.get("TINYRWKV_TOKENIZER") or
+                            pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "20B_tokenizer.json")
         if path.is_file() and vocab_size > 50000:
             from ..tokenizer import load_tokenizer
             ids = np.asarray(load_tokenizer(path).encode(text))

@@ -20,7 +20,8 @@ simulator (``tests/test_cuda_ops.py``):
     layernorm_v2  one block of ``LN_THREADS`` threads per row, sums by a shared-memory tree
 
 plus the element-wise kernels, one thread per element: ``embedding_gather``, ``shift_mix3`` and
-``shift_mix2`` (token shift fused with the mu-mixes), ``save_last`` (the shift state),
+``shift_mix2`` (token shift fused with the mu-mixes; for one token also the new shift state),
+``save_last`` (the shift state after a prompt),
 ``sigmoid_mul`` (the time-mix gate), ``squared_relu``, ``gate_add`` (channel-mix's gate fused with
 the residual add) and ``take_last``.
 
@@ -359,6 +360,8 @@ def shift_mix3(x, prev, mu_k, mu_v, mu_r, xk, xv, xr):
 
     x, xk, xv, xr: (B, T, C); prev: (B, C); mu_*: (C,). One thread per (b, t, c): x is read once
     instead of three times, and no (B, T, C) shifted copy is ever written.
+    When T = 1 (decoding) the thread that reads prev[b, c] is the only one that touches it, so it
+    also writes the new shift state, prev[b, c] = x[b, 0, c], and no ``save_last`` launch is needed.
     """
     B, T, C = x.shape
     i = cuda.grid(1)
@@ -371,11 +374,13 @@ def shift_mix3(x, prev, mu_k, mu_v, mu_r, xk, xv, xr):
         xk[b, t, c] = dx * mu_k[c] + xx
         xv[b, t, c] = dx * mu_v[c] + xx
         xr[b, t, c] = dx * mu_r[c] + xx
+        if T == 1:
+            prev[b, c] = x[b, 0, c]
 
 
 @cuda.jit
 def shift_mix2(x, prev, mu_k, mu_r, xk, xr):
-    """Channel-mix's token shift and two mixes. As shift_mix3 without v."""
+    """Channel-mix's token shift and two mixes. As shift_mix3 without v (prev updated when T = 1)."""
     B, T, C = x.shape
     i = cuda.grid(1)
     if i < B * T * C:
@@ -386,14 +391,16 @@ def shift_mix2(x, prev, mu_k, mu_r, xk, xr):
         dx = x[b, t, c] - xx
         xk[b, t, c] = dx * mu_k[c] + xx
         xr[b, t, c] = dx * mu_r[c] + xx
+        if T == 1:
+            prev[b, c] = x[b, 0, c]
 
 
 @cuda.jit
 def save_last(x, prev):
     """prev[b] = x[b, T-1]: the token-shift state for the next call. x: (B, T, C); prev: (B, C).
 
-    A kernel of its own, launched after the mix: inside the mix, the threads of t = 0 still read
-    the old prev while others would be writing the new one.
+    A kernel of its own, launched after the mix when T > 1: inside the mix, the threads of t = 0
+    still read the old prev while the threads of t = T-1 would be writing the new one.
     """
     B, T, C = x.shape
     i = cuda.grid(1)

@@ -70,10 +70,26 @@ def bf16_to_float32(word):
 
 @njit(parallel=True, fastmath=True, cache=True)
 def int8_matvec(q, scales, x, out):
-    """out[r, n] = sum_k q[n, k] scales[n, k // group] x[r, k]   for x (R, K), out (R, N), R small.
+    """out[r, n] = scales[n, 0] sum_k q[n, k] x[r, k]   for x (R, K), out (R, N), R small: one scale per
+    output row (scales (N, 1)), applied once to the row's sum.
 
     One pass over q per call whatever R is: row n of q (K bytes) is read once and stays in L1 while
-    it meets the R rows of x. Parallel over n."""
+    it meets the R rows of x. Parallel over n. (A loop over groups around the inner loop, as in
+    ``int8_matvec_grouped``, measured 40x slower here: LLVM then vectorised it badly. Keep this one flat.)"""
+    N, K = q.shape
+    R = x.shape[0]
+    for n in prange(N):
+        for r in range(R):
+            acc = np.float32(0.0)
+            for k in range(K):                              # vectorised: vpmovsxbd, vcvtdq2ps, vfmadd
+                acc += np.float32(q[n, k]) * x[r, k]
+            out[r, n] = acc * scales[n, 0]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def int8_matvec_grouped(q, scales, x, out):
+    """out[r, n] = sum_k q[n, k] scales[n, k // group] x[r, k], scales (N, G), group = K / G: one sum per
+    group, scaled once. Parallel over n."""
     N, K = q.shape
     G = scales.shape[1]
     group = K // G
@@ -84,7 +100,7 @@ def int8_matvec(q, scales, x, out):
             for g in range(G):
                 s = np.float32(0.0)
                 base = g * group
-                for k in range(base, base + group):        # vectorised: vpmovsxbd, vcvtdq2ps, vfmadd
+                for k in range(base, base + group):
                     s += np.float32(q[n, k]) * x[r, k]
                 acc += s * scales[n, g]
             out[r, n] = acc
@@ -133,6 +149,7 @@ def bf16_dequantize_rows(words, n0, out):
 
 # one-thread twins (prange runs as range), for small matrices and NUMBA_NUM_THREADS=1
 int8_matvec_serial = njit(fastmath=True, cache=True)(int8_matvec.py_func)
+int8_matvec_grouped_serial = njit(fastmath=True, cache=True)(int8_matvec_grouped.py_func)
 bf16_matvec_serial = njit(fastmath=True, cache=True)(bf16_matvec.py_func)
 
 

@@ -20,7 +20,13 @@ from numba import njit, prange
 from .wkv7_numpy import check_inputs, starting_state
 
 
-@njit(cache=True)
+# Reassociating float sums lets LLVM vectorise the two dot products of every row (sa and y); it
+# changes the float32 rounding by ~1e-6 relative, not the math (measured at B=1, T=512, H=12, N=64:
+# 143 ms -> 24 ms). No other fast-math licence (NaN and inf stay as IEEE says).
+FASTMATH = {"reassoc", "contract"}
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _run_head(r, w, k, v, a, b, S, y, bi, h):
     """Walks sequence bi, head h over time: y[bi, :, h] written, S[bi, h] updated in place.
 
@@ -28,16 +34,19 @@ def _run_head(r, w, k, v, a, b, S, y, bi, h):
     """
     T, N = r.shape[1], r.shape[3]
     s = S[bi, h].copy()                           # (N, N), private to this (b, h)
+    zero = s.dtype.type(0)
     for t in range(T):
+        rt, wt, kt, at, bt = r[bi, t, h], w[bi, t, h], k[bi, t, h], a[bi, t, h], b[bi, t, h]   # (N,) views
         for i in range(N):                        # row i: one value channel
-            sa = s.dtype.type(0)
+            row = s[i]
+            sa = zero
             for j in range(N):
-                sa += s[i, j] * a[bi, t, h, j]    # what the state returns for the key a
+                sa += row[j] * at[j]              # what the state returns for the key a
             vi = v[bi, t, h, i]
-            yi = s.dtype.type(0)
+            yi = zero
             for j in range(N):
-                s[i, j] = s[i, j] * w[bi, t, h, j] + sa * b[bi, t, h, j] + vi * k[bi, t, h, j]
-                yi += s[i, j] * r[bi, t, h, j]
+                row[j] = row[j] * wt[j] + sa * bt[j] + vi * kt[j]
+                yi += row[j] * rt[j]
             y[bi, t, h, i] = yi
     S[bi, h] = s
 
@@ -58,7 +67,7 @@ def _step_kernel(r, w, k, v, a, b, S, y):
         _run_head(r, w, k, v, a, b, S, y, bh // H, bh % H)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _backward_kernel(r, w, k, v, a, b, gy, S0, gr, gw, gk, gv, ga, gb):
     """The transposed recurrence of wkv7_numpy.backward, one (b, h) pair per iteration.
 

@@ -6,9 +6,9 @@ direction, then writes: S <- S (diag(w) - kk^T (a * kk)) + v k^T, the delta rule
 memories with a learned per-channel decay w and an in-context learning rate a. This is what lets
 a fixed-size state keep key -> value associations up to date (lesson 12's associative recall).
 
-TimeMix, per token t (x: ln1's output (B, T, C); xx = x_{t-1} - x_t; lerp as in RWKV-6):
+TimeMix, per token t (x: ln1's output (B, T, C); back = x_{t-1} - x_t; lerp as in RWKV-6):
 
-    xr, xw, xk, xv, xa, xg = x + xx * (x_r, x_w, x_k, x_v, x_a, x_g)      six token shifts
+    xr, xw, xk, xv, xa, xg = x + back * (x_r, x_w, x_k, x_v, x_a, x_g)      six token shifts
     r = W_r xr;  k = W_k xk;  v = W_v xv
     w = exp(-e^{-1/2} sigmoid(w0 + W_w2 tanh(W_w1 xw)))       decay FACTOR in (e^{-0.61}, 1), per channel
     a = sigmoid(a0 + W_a2 W_a1 xa)                             in-context learning rate in (0, 1)
@@ -23,7 +23,7 @@ TimeMix, per token t (x: ln1's output (B, T, C); xx = x_{t-1} - x_t; lerp as in 
     y = GroupNorm_H(y) + (sum_N r * k * r_k) v                  per head: a "bonus" for the current token
     out = W_o (y * g)
 
-ChannelMix (no receptance gate any more): out = W_v relu(W_k (x + xx * x_k))^2.
+ChannelMix (no receptance gate any more): out = W_v relu(W_k (x + back * x_k))^2.
 
 Parameters: see ``tinyrwkv.layouts.BLOCK[7]``; block 0's v0/v1/v2 exist in BlinkDL's files but
 are never used. The recurrence runs in ``tinyrwkv.kernels.wkv7_*``.
@@ -50,16 +50,16 @@ class RWKV7(MatrixRWKV):
         """RWKV-7 TimeMix on ln1's output x (B, T, C), from x_prev (B, C) and S (B, H, N, N).
         ``v_first`` is block 0's values (B, T, C) (None when i == 0). Returns (out, S, v_first)."""
         att = self.blocks[i][0]
-        xx = token_shift(x, x_prev) - x                              # x_{t-1} - x_t: (B, T, C)
-        r = F.linear(lerp_shift(x, xx, att["x_r"]), att["receptance.weight"])        # (B, T, C)
-        k = F.linear(lerp_shift(x, xx, att["x_k"]), att["key.weight"])
-        xv = lerp_shift(x, xx, att["x_v"])
+        back = token_shift(x, x_prev) - x                              # x_{t-1} - x_t: (B, T, C)
+        r = F.linear(lerp_shift(x, back, att["x_r"]), att["receptance.weight"])        # (B, T, C)
+        k = F.linear(lerp_shift(x, back, att["x_k"]), att["key.weight"])
+        xv = lerp_shift(x, back, att["x_v"])
         v = F.linear(xv, att["value.weight"])
-        xw = lerp_shift(x, xx, att["x_w"])
+        xw = lerp_shift(x, back, att["x_w"])
         w = F.linear(np.tanh(F.linear(xw, att["w1"])), att["w2"])    # (B, T, C): the decay's LoRA
         w = np.exp(-DECAY_SCALE * F.sigmoid(w + att["w0"]))           # decay factor in (0.545, 1)
-        a = F.sigmoid(F.linear(F.linear(lerp_shift(x, xx, att["x_a"]), att["a1"]), att["a2"]) + att["a0"])
-        g = F.linear(F.sigmoid(F.linear(lerp_shift(x, xx, att["x_g"]), att["g1"])), att["g2"])
+        a = F.sigmoid(F.linear(F.linear(lerp_shift(x, back, att["x_a"]), att["a1"]), att["a2"]) + att["a0"])
+        g = F.linear(F.sigmoid(F.linear(lerp_shift(x, back, att["x_g"]), att["g1"])), att["g2"])
 
         kk = F.l2_normalize(self.heads(k * att["k_k"]))              # (B, T, H, N) unit key per head
         k = k * (1 + (a - 1) * att["k_a"])                            # (B, T, C)
@@ -80,7 +80,7 @@ class RWKV7(MatrixRWKV):
         return F.linear(y, att["output.weight"]), S, v_first
 
     def channel_mix(self, x, x_prev, ffn):
-        """RWKV-7 ChannelMix: W_v relu(W_k (x + xx * x_k))^2. Returns (out (B, T, C), the new x_prev)."""
-        xx = token_shift(x, x_prev) - x
-        k = F.linear(lerp_shift(x, xx, ffn["x_k"]), ffn["key.weight"])   # (B, T, F)
+        """RWKV-7 ChannelMix: W_v relu(W_k (x + back * x_k))^2. Returns (out (B, T, C), the new x_prev)."""
+        back = token_shift(x, x_prev) - x
+        k = F.linear(lerp_shift(x, back, ffn["x_k"]), ffn["key.weight"])   # (B, T, F)
         return F.linear(F.squared_relu(k, out=k), ffn["value.weight"]), x[:, -1]

@@ -43,6 +43,7 @@ residual). ``scripts/train_tiny_rwkv7.py`` writes a trained model as a checkpoin
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from collections.abc import Mapping
 
 import numpy as np
@@ -60,6 +61,10 @@ from .rwkv_train import mix_backward, orthogonal, token_shift_backward
 DECAY_SCALE = math.exp(-0.5)
 L2_EPSILON = 1e-12                # torch.nn.functional.normalize's eps
 TIME_MIXES = ("r", "w", "k", "v", "a", "g")
+
+# What time_mix_forward keeps for its backward (a tuple with names: cache.w is the decay factor).
+TimeMixCache = namedtuple("TimeMixCache", "xx mixes r w_hidden w_sig w k_raw v_raw a_hidden a g_hidden g "
+                                          "kk kk_norm k v v_hidden v_sig v_first y_hat gn_cache rk z zg S0")
 
 
 def trainable_shapes(config: RWKVConfig) -> dict[str, tuple]:
@@ -147,7 +152,7 @@ def time_mix_forward(h, att, v_first, H, wkv, x_prev=None, S=None):
     z = y_hat * att["ln_x.weight"] + att["ln_x.bias"] + (rk * _heads(v, H)).reshape(B, T, C)
     zg = z * g
     out = F.linear(zg, att["output.weight"])
-    cache = (xx, (xr, xw, xk, xv, xa, xg), r, w_hidden, w_sig, w, k_raw, v_raw, a_hidden, a, g_hidden, g,
+    cache = TimeMixCache(xx, (xr, xw, xk, xv, xa, xg), r, w_hidden, w_sig, w, k_raw, v_raw, a_hidden, a, g_hidden, g,
              kk, kk_norm, k, v, v_hidden, v_sig, v_first, y_hat, gn_cache, rk, z, zg, S)
     return out, v_first, S_out, cache
 
@@ -407,6 +412,13 @@ class RWKV7LanguageModel(LanguageModel):
         h, ln_out_cache = F.layer_norm(x, p["ln_out.weight"], p["ln_out.bias"], self.config.layer_norm_epsilon)
         logits = F.linear(h, p["head.weight"])
         return logits, new_state, (ids, ln0_cache, block_caches, ln_out_cache, h)
+
+    def decays(self, ids):
+        """The decay factor w every layer applied while reading ids (B, T): (n_layer, B, T, C).
+
+        RWKV-7 chooses it per token from the input (RWKV-4's is one constant per channel)."""
+        _, cache = self.forward(ids)
+        return np.stack([att_cache.w for _, att_cache, _, _ in cache[2]])
 
     def backward(self, dlogits, cache):
         """dlogits (B, T, V) -> ADDS the gradient of every parameter into ``self.grads``."""

@@ -195,7 +195,12 @@ class Int8Weight(CompactWeight):
 
     def _matvec(self, x2, y):
         from ..kernels import matmul_numba as M
-        (M.int8_matvec if M.use_threads(self.size) else M.int8_matvec_serial)(self.q, self.scales, x2, y)
+        threads = M.use_threads(self.size)
+        if self.scales.shape[1] == 1:                                  # one scale per row
+            kernel = M.int8_matvec if threads else M.int8_matvec_serial
+        else:
+            kernel = M.int8_matvec_grouped if threads else M.int8_matvec_grouped_serial
+        kernel(self.q, self.scales, x2, y)
 
     def _rows(self, ids):
         q = self.q[ids].astype(np.float32).reshape(ids.size, -1, self.group)   # (R, G, group)

@@ -23,6 +23,7 @@ One forward, per block (M = B T rows; "mv" = matvec when T = 1, matmul otherwise
 
     h = layernorm(x)                   ln1
     xk, xv, xr = shift_mix3(h, att_x)  token shift + three mixes, one kernel; att_x <- h[:, -1]
+                                       (inside the mix when T = 1, by save_last after it otherwise)
     k, v, r = mv(xk, Wk), mv(xv, Wv), mv(xr, Wr)
     y = wkv(k, v; aa, bb, pp)           wkv_cuda's kernels, the state updated in place
     y *= sigmoid(r);  x += mv(y, Wo)   the add fused into the product (accumulate)
@@ -35,6 +36,7 @@ Kernel versions are chosen per model (``matvec_version`` ...), so the lesson and
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -47,6 +49,37 @@ from ..models.rwkv import RWKVBase, RWKVConfig, RWKVState, check_params
 STORAGE_DTYPES = ("float32", "float16")
 MATRICES = ("att.key.weight", "att.value.weight", "att.receptance.weight", "att.output.weight",
             "ffn.key.weight", "ffn.receptance.weight", "ffn.value.weight")
+
+
+@contextlib.contextmanager
+def count_copies():
+    """Counts host <-> device copies made through ``numba.cuda`` inside the block:
+
+        with count_copies() as n:
+            model.step(0, state)
+        n == {"to_device": ..., "to_host": ...}
+
+    It wraps ``cuda.to_device`` and the device arrays' ``copy_to_host`` for the duration (what every
+    module of this package uses), so it counts any model's copies, not only DeviceRWKV's own tally.
+    """
+    from numba import cuda
+    counts = {"to_device": 0, "to_host": 0}
+    to_device, array_type = cuda.to_device, type(cuda.device_array(1, np.float32))
+    copy_to_host = array_type.copy_to_host
+
+    def counted_to_device(*args, **kwargs):
+        counts["to_device"] += 1
+        return to_device(*args, **kwargs)
+
+    def counted_copy_to_host(self, *args, **kwargs):
+        counts["to_host"] += 1
+        return copy_to_host(self, *args, **kwargs)
+
+    cuda.to_device, array_type.copy_to_host = counted_to_device, counted_copy_to_host
+    try:
+        yield counts
+    finally:
+        cuda.to_device, array_type.copy_to_host = to_device, copy_to_host
 
 
 def default_versions() -> dict:
@@ -183,7 +216,8 @@ class DeviceRWKV(RWKVBase):
         store = np.dtype(dtype)
 
         def up(name, matrix=False):
-            a = np.asarray(params[name], np.float32)
+            w = params[name]                      # a float32 array, or a compact weight (bf16 / int8 words)
+            a = w.to_float32() if hasattr(w, "to_float32") else np.asarray(w, np.float32)
             return cuda.to_device(np.ascontiguousarray(a.astype(store) if matrix else a))
 
         self.emb = up("emb.weight", True)                                   # (V, C)
@@ -323,7 +357,8 @@ class DeviceRWKV(RWKVBase):
             k("layernorm", ln, f["x"], blk["ln1.weight"], blk["ln1.bias"], eps, f["h"])
             k("shift+mix", ew, ops.shift_mix3, M * C, s["h"], att_x[i], blk["att.time_mix_k"],
               blk["att.time_mix_v"], blk["att.time_mix_r"], s["xk"], s["xv"], s["xr"])
-            k("shift+mix", ew, ops.save_last, B * C, s["h"], att_x[i])
+            if T > 1:                                                    # (T = 1: the mix did it)
+                k("shift+mix", ew, ops.save_last, B * C, s["h"], att_x[i])
             self._linear("att k,v,r", f["xk"], blk["att.key.weight"], f["k"])
             self._linear("att k,v,r", f["xv"], blk["att.value.weight"], f["v"])
             self._linear("att k,v,r", f["xr"], blk["att.receptance.weight"], f["r"])
@@ -339,7 +374,8 @@ class DeviceRWKV(RWKVBase):
             k("layernorm", ln, f["x"], blk["ln2.weight"], blk["ln2.bias"], eps, f["h"])
             k("shift+mix", ew, ops.shift_mix2, M * C, s["h"], ffn_x[i], blk["ffn.time_mix_k"],
               blk["ffn.time_mix_r"], s["xk"], s["xr"])
-            k("shift+mix", ew, ops.save_last, B * C, s["h"], ffn_x[i])
+            if T > 1:
+                k("shift+mix", ew, ops.save_last, B * C, s["h"], ffn_x[i])
             self._linear("ffn key", f["xk"], blk["ffn.key.weight"], s["fk"])
             k("gates", ew, ops.squared_relu, M * self.config.ffn_dim, s["fk"])
             self._linear("ffn receptance", f["xr"], blk["ffn.receptance.weight"], f["r"])
