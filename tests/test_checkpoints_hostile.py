@@ -215,6 +215,8 @@ CASES = {
                        CheckpointError, ["nested too deep"]),
     "st_header_deep_but_parseable": (lambda d, g: write_safetensors(d / "deep2.safetensors", b'{"a":' + b"[" * 200 + b"]" * 200 + b"}", b""),
                                      CheckpointError, ["nested more than 64 deep"]),
+    "st_header_too_many_values": (lambda d, g: write_safetensors(d / "values.safetensors", b'{"a": [' + b"0," * 2_100_000 + b"0]}", b""),
+                                  CheckpointError, ["holds about 2,100,001 JSON values", "at most 2,000,000"]),
     "st_duplicate_name": (lambda d, g: write_safetensors(d / "dup.safetensors", b'{"x": ' + json.dumps(F32x4).encode() + b', "x": '
                                                          + json.dumps(F32x4).encode() + b"}", b"\0" * 16),
                           CheckpointError, ["the key 'x' appears twice"]),
