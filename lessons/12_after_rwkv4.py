@@ -21,8 +21,8 @@
 # >
 # > **Prerequisites.** Lessons 06 (WKV), 08 (kernels), 09 (state vs KV cache) and 10 (training).
 # >
-# > **Time.** about 55 minutes: reading 15 (1,378 words, 99 lines of code),
-# > running 1 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
+# > **Time.** about 60 minutes: reading 15 (1,375 words, 99 lines of code),
+# > running 2 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
 #
 # The lineage of this course ends at RWKV-4; RWKV did not. Three versions followed, each a small
 # change to the one part of the model that is not a matrix product: **the state and how it is

@@ -191,7 +191,7 @@ def plot_delta_rule(max_writes=24, n_keys=4, path=None, fig=None):
 
 RECALL = {"n_keys": 16, "n_values": 16, "n_pairs": 6, "batch": 64, "steps": 1500, "lr": 3e-3, "eval_every": 100,
           "eval_n": 512, "size": {"n_layer": 2, "n_embd": 32, "ffn_dim": 64}, "rwkv7": {"head_size": 8, "lora": 4}}
-FAST_RECALL = {**RECALL, "steps": 20, "eval_every": 20, "batch": 16, "eval_n": 64}
+FAST_RECALL = {**RECALL, "steps": 10, "eval_every": 10, "batch": 16, "eval_n": 64}
 
 
 def recall_vocab(n_keys, n_values):

@@ -221,14 +221,17 @@ def quality(reference, model, tokens) -> dict:
 
 
 def text_tokens(n: int, vocab_size: int) -> np.ndarray:
-    """``n`` token ids of real text (the shipped corpus through the GPT-NeoX tokenizer when it is here,
-    else the corpus's character codes), folded into ``vocab_size``."""
+    """``n`` token ids of real text (the shipped corpus through the GPT-NeoX tokenizer when it is here:
+    $TINYRWKV_TOKENIZER or ../shared/data/20B_tokenizer.json; else the corpus's character codes),
+    folded into ``vocab_size``."""
     from ..data.corpus import CORPORA
     text = CORPORA["small_tales"].read_text(encoding="ascii")
     ids = None
     try:
+        import os
         import pathlib
-        path = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "20B_tokenizer.json"
+        path = pathlib.Path(os.environ.get("TINYRWKV_TOKENIZER") or
+                            pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "20B_tokenizer.json")
         if path.is_file() and vocab_size > 50000:
             from ..tokenizer import load_tokenizer
             ids = np.asarray(load_tokenizer(path).encode(text))
