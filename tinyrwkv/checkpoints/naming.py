@@ -74,10 +74,6 @@ def _row_of(internal: str, version) -> layouts.Row:
     raise KeyError(f"{internal} is not a parameter of an RWKV-{version}")
 
 
-def is_time_mix(internal_name: str) -> bool:
-    return ".time_mix_" in internal_name
-
-
 def file_shape(internal_name: str, shape: Shape, version=4) -> Shape:
     """The shape a tensor of the given (internal) shape is stored with: (1, 1, C) for the vectors
     BlinkDL keeps broadcastable, the transpose for low-rank matrices, else as used."""
