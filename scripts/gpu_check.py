@@ -58,13 +58,13 @@ FULL = dict(wkv_parity=(4, 256, 128), timing=[(8, 1024, 768), (1, 512, 768)], re
             model=MODEL_169M, decode_tokens=64, decode_batches=(1, 8), prompt_len=512,
             cpu_decode_tokens=16, parity_prompt=16, parity_steps=3, copy_mb=512, kernel_repeats=20,
             speed_batch=8, compile_model=dict(n_embd=64, vocab_size=96), ladder_all_shapes=True,
-            speed_configs=[(d, mv) for d in ("float16", "float32") for mv in (3, 2, 1)])
+            speed_configs=[(d, mv, 2) for d in ("float16", "float32") for mv in (3, 2, 1)] + [("float16", 3, 1)])
 TINY = dict(wkv_parity=(2, 8, 8), timing=[(1, 8, 8)], repeats=1, sweep_repeats=1,
             tpb=(8, 32), chunks=(2, 4),
             model=dict(n_layer=2, n_embd=8, vocab_size=16, ffn_dim=16), decode_tokens=2, decode_batches=(1, 2),
             prompt_len=4, cpu_decode_tokens=2, parity_prompt=3, parity_steps=1, copy_mb=0.01, kernel_repeats=1,
             speed_batch=2, compile_model=dict(n_embd=8, vocab_size=16), ladder_all_shapes=False,
-            speed_configs=[("float16", 3), ("float32", 1)])
+            speed_configs=[("float16", 3, 2), ("float32", 1, 1)])
 # Seconds each section may run (a whole run stays well under 8 minutes on a large GPU; see --budget).
 BUDGET_S = dict(environment=20, compile=75, runner_parity=60, bandwidth=45, runner_speed=80, rwkv_pip=60,
                 transformers=50, wkv_parity=15, wkv_timing=30, launch_sweep=15, cpu_model=30)
@@ -590,9 +590,13 @@ def runner_speed(cfg, out):
             _, state = model.step(token, state)                # each step copies the logits back: synchronous
         return B * n_tok / (time.perf_counter() - t0)
 
-    for dtype, mv in cfg["speed_configs"]:
-        model = DeviceRWKV(config, params, dtype=dtype, matvec_version=mv)
+    for dtype, mv, ln in cfg["speed_configs"]:
+        model = DeviceRWKV(config, params, dtype=dtype, matvec_version=mv, layernorm_version=ln)
         res = {"decode_B1_tokens_per_s": decode(model, 1)}
+        if ln != 2:                                            # the layer-norm rung, end to end
+            out[f"{dtype} matvec_v{mv} layernorm_v{ln}"] = res
+            del model
+            continue
         if mv > 1:
             res[f"decode_B{Bb}_tokens_per_s"] = decode(model, Bb)
         res["weight_bytes_per_token"] = model.bytes_per_token()
@@ -761,6 +765,11 @@ def summary_rows(results):
                 par = _get(S, "runner_parity", "float32" if dtype == "float32" else "float16_vs_numpy_fp16_weights",
                            "forward_logits", "max_abs") if mv == 3 else None
                 rows.append((f"tinyrwkv DeviceRWKV {dtype} matvec v{mv}", r.get("decode_B1_tokens_per_s"), prompt, par))
+        for mv in (3, 2, 1):
+            r = rs.get(f"{dtype} matvec_v{mv} layernorm_v1")
+            if r:
+                rows.append((f"tinyrwkv DeviceRWKV {dtype} matvec v{mv} layernorm v1", r.get("decode_B1_tokens_per_s"),
+                             None, None))
         r = rs.get(f"{dtype} prompt{P} matmul_v1")
         if r:
             rows.append((f"tinyrwkv DeviceRWKV {dtype} matmul v1 (prompt)", None, r.get("tokens_per_s"), None))
@@ -858,7 +867,10 @@ def main(argv=None):
     results["total_seconds"] = round(time.perf_counter() - t_start, 1)
     out_path.write_text(json.dumps(results, indent=2, default=str))
     print(f"[gpu_check] wrote {out_path} after {results['total_seconds']:.0f} s")
-    print_table(results)
+    try:
+        print_table(results)
+    except Exception as e:                                             # the JSON has everything anyway
+        print(f"[gpu_check] could not print the table: {type(e).__name__}: {e}")
     errors = [n for n, r in results["sections"].items() if "error" in r]
     return 1 if errors else 0
 

@@ -101,6 +101,30 @@ def test_fp16_storage_equals_numpy_on_the_same_rounded_weights(models):
     assert max_diff(logits, ref.forward([2, 4], full_output=False)[0]) > 1e-4   # fp16 rounding is visible
 
 
+def test_the_gpu_default_kernels_inside_the_model():
+    """matvec v3 (warp shuffles), matmul v2 (shared tiles), layernorm v2 (block tree): the GPU's
+    defaults, inside the whole model. A smaller model: each of their threads costs the simulator."""
+    config = RWKVConfig(n_layer=1, n_embd=8, vocab_size=16, ffn_dim=16)
+    ref = RWKV.random(config, seed=4, scale=0.5, backend="numpy")
+    dev = DeviceRWKV(config, ref.params, matvec_version=3, matmul_version=2, layernorm_version=2)
+    logits, state = dev.forward([3, 9])
+    want, want_state = ref.forward([3, 9])
+    assert max_diff(logits, want) < TOL and state_diff(state, want_state) < TOL
+    logits, state = dev.step(5, state)
+    want, want_state = ref.step(5, want_state)
+    assert max_diff(logits, want) < TOL and state_diff(state, want_state) < TOL
+
+
+def test_the_device_twin_of_a_compact_bf16_model_equals_it():
+    from tinyrwkv.nn.compact import compact, is_compactable
+    config = RWKVConfig(n_layer=1, n_embd=8, vocab_size=16, ffn_dim=16)
+    params = RWKV.random(config, seed=5, scale=0.5, backend="numpy").params
+    bf16 = RWKV(config, {k: compact(v, "bf16") if is_compactable(k, v.shape) else v for k, v in params.items()},
+                backend="numpy")
+    logits, _ = DeviceRWKV.from_model(bf16).forward([1, 2], full_output=False)
+    assert max_diff(logits, bf16.forward([1, 2], full_output=False)[0]) < TOL
+
+
 def test_state_round_trip_stack_select_and_errors(models):
     ref, dev = models
     _, s1 = dev.forward([1, 2])

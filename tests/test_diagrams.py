@@ -71,7 +71,9 @@ def test_unknown_name_names_the_choices():
         draw("rwkv")
 
 
-def test_tinyrwkv_figures_writes_every_diagram_png(tmp_path):
+def test_tinyrwkv_figures_writes_every_diagram_png(tmp_path, figures, monkeypatch):
+    from tinyrwkv.experiments import diagrams as figure_set
+    monkeypatch.setattr(figure_set, "draw", figures.__getitem__)     # drawn once already, by the fixture
     assert cli.main(["figures", "--only", "diagrams", "--out", str(tmp_path)]) == 0
     for name in NAMES:
         png = tmp_path / f"diagram_{name}.png"

@@ -260,3 +260,38 @@ def test_without_libnvvm_the_compile_test_skips_and_says_why():
                          env=env, capture_output=True, text=True, timeout=300, cwd=HIDE_NVVM.parents[1])
     assert out.returncode == 0 and "1 skipped" in out.stdout, out.stdout[-3000:] + out.stderr[-2000:]
     assert "libNVVM" in out.stdout and "hidden by tests/hide_nvvm" in out.stdout, out.stdout[-3000:]
+
+
+def test_gpu_check_table_reads_every_section_it_knows(capsys):
+    # The table is printed LAST on the GPU run: fed a results dict shaped like the real run's.
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    rs = {f"{d} matvec_v{mv}": {"decode_B1_tokens_per_s": 100.0 * mv} for d in ("float16", "float32") for mv in (1, 2, 3)}
+    rs.update({"float16 matvec_v3 layernorm_v1": {"decode_B1_tokens_per_s": 50.0},
+               "float16 prompt512 matmul_v2": {"tokens_per_s": 9000.0},
+               "float16 prompt512 matmul_v1": {"tokens_per_s": 900.0}})
+    sections = {
+        "runner_speed": rs,
+        "runner_parity": {"ok": True, "tolerance_fp32": 1e-3, "logit_scale": 10.0,
+                          "float32": {"forward_logits": {"max_abs": 1e-5}},
+                          "float16_vs_numpy_fp16_weights": {"forward_logits": {"max_abs": 2e-5}}},
+        "rwkv_pip": {"cuda fp16": {"decode_B1_tokens_per_s": 400.0, "prompt512_tokens_per_s": 20000.0,
+                                   "parity_last_logits": {"max_abs": 0.01}}},
+        "transformers": {"device": "cuda", "float32": {"decode_B1_tokens_per_s": 60.0, "prompt512_tokens_per_s": 700.0,
+                                                       "parity_last_logits": {"max_abs": 1e-4}}},
+        "bandwidth": {"copy": {"device_to_device_GBps": 3500.0},
+                      "matvec": {"float16 50277x768 B=1 v2": {"ms": 0.03, "weight_GBps": 2500.0}}},
+        "cpu_model": {"numba": {"decode_B1_tokens_per_s": 30.0, "prompt512_tokens_per_s": 300.0}},
+        "compile": {"error": "SectionTimeout: stopped after its budget of 75 s", "seconds": 75.0},
+    }
+    gpu_check.print_table({"sections": sections, "prompt_len": 512, "vocab_size": 50277})
+    out = capsys.readouterr().out
+    for fragment in ("tinyrwkv DeviceRWKV float16 matvec v3", "9000.0", "rwkv pip cuda fp16", "transformers cuda float32",
+                     "float16 matvec v3 layernorm v1", "matmul v1 (prompt)", "3500 GB/s", "float16 50277x768 B=1 v2",
+                     "ERROR SectionTimeout", "parity ok: True"):
+        assert fragment in out, fragment

@@ -216,7 +216,8 @@ class DeviceRWKV(RWKVBase):
         store = np.dtype(dtype)
 
         def up(name, matrix=False):
-            a = np.asarray(params[name], np.float32)
+            w = params[name]                      # a float32 array, or a compact weight (bf16 / int8 words)
+            a = w.to_float32() if hasattr(w, "to_float32") else np.asarray(w, np.float32)
             return cuda.to_device(np.ascontiguousarray(a.astype(store) if matrix else a))
 
         self.emb = up("emb.weight", True)                                   # (V, C)
