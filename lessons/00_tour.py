@@ -20,13 +20,14 @@
 # >
 # > **Prerequisites.** Python and NumPy arrays. No machine learning yet: the course builds it.
 # >
-# > **Time.** about 45 minutes: reading 15 (1,255 words, 125 lines of code),
+# > **Time.** about 45 minutes: reading 15 (1,278 words, 125 lines of code),
 # > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
 # >
 # > *How the times in these boxes are estimated* (every lesson): reading the text at 150 words a
-# > minute and the code at 15 lines a minute, plus the lesson's measured run time in full mode on a
-# > 2-core laptop-class CPU, plus 10 minutes per exercise. `python scripts/lesson_times.py` recomputes
-# > them. Your own pace will differ; the ratios between lessons are the useful part.
+# > minute and the code at 15 lines a minute, plus the lesson's run time in full mode, measured once
+# > on a 2-core machine shared with other jobs (so an upper bound), plus 10 minutes per exercise.
+# > `python scripts/lesson_times.py` recomputes them (`--measure NN` re-times a lesson). Your own
+# > pace will differ; the ratios between lessons are the useful part.
 #
 # **tinyrwkv** rebuilds, from scratch and in plain NumPy (plus a few Numba kernels), the line of
 # sequence models that ends in **RWKV-4**:
@@ -128,7 +129,6 @@ assert "numpy" in backends and "numba" in backends
 draw('course_map')
 
 # %% [markdown]
-#
 # | lesson | what you build and see |
 # |---|---|
 # | [01 · RNN](01_rnn.ipynb) | the hidden state, backprop through time, vanishing and exploding gradients |
@@ -190,8 +190,9 @@ assert np.allclose(logits_parallel[-1], logits_serial, atol=1e-4)
 # $\tau \to 0$ only the most likely token is left: greedy decoding); high $\tau$ flattens it.
 # Here are the model's top guesses after two prompts, at three temperatures.
 #
-# **Top-p** (nucleus) sampling then keeps only the most likely tokens whose probabilities add up
-# to $p$ and samples among them: the long tail of unlikely characters is cut off.
+# **Top-p** (nucleus) sampling then keeps only the most likely tokens, as many as it takes for
+# their probabilities to add up to the chosen mass `top_p`, and samples among them: the long tail
+# of unlikely characters is cut off.
 
 # %%
 def top_next(model, tokenizer, prompt, k=8):

@@ -77,7 +77,6 @@ print(f"FAST={FAST}: {STEPS} steps per run, delays {DELAYS}")
 draw('lstm_cell')
 
 # %% [markdown]
-#
 # One LSTM step reads $x_t$ and the previous state $(h_{t-1}, c_{t-1})$. Four blocks of
 # pre-activations come out of one matrix product, in **torch's order i, f, g, o** (rows
 # $[0{:}H]$, $[H{:}2H]$, $[2H{:}3H]$, $[3H{:}4H]$ of $W_{ih}$, $W_{hh}$ and both biases):

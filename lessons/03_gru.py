@@ -21,7 +21,7 @@
 # >
 # > **Prerequisites.** Lessons 01 and 02.
 # >
-# > **Time.** about 45 minutes: reading 10 (903 words, 96 lines of code),
+# > **Time.** about 45 minutes: reading 15 (929 words, 96 lines of code),
 # > running 3 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
 #
 # The LSTM of lesson 02 fixed vanishing gradients with an additive cell path and three gates.
@@ -75,7 +75,6 @@ print(f"FAST={FAST}: copy task delay {COPY_DELAY}, {COPY_STEPS} steps; char LM {
 draw('gru_cell')
 
 # %% [markdown]
-#
 # One GRU step, exactly `torch.nn.GRU` (gate order **r, z, n** in $W_{ih}$, $W_{hh}$ and both biases):
 #
 # $$ \begin{aligned}

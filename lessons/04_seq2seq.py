@@ -21,7 +21,7 @@
 # >
 # > **Prerequisites.** Lesson 02 (LSTM); softmax.
 # >
-# > **Time.** about 60 minutes: reading 20 (1,353 words, 129 lines of code),
+# > **Time.** about 60 minutes: reading 20 (1,380 words, 129 lines of code),
 # > running 2 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
 #
 # Lessons 01–03 built recurrent networks that read a sequence and predict its next token. Translation
@@ -149,7 +149,6 @@ assert np.all(weights[1, :, 3:] == 0.0)                         # ... that never
 draw('gnmt_stack')
 
 # %% [markdown]
-#
 # ```
 #  encoder                                   decoder
 #  layer 3:  LSTM(layer 2) + layer 2         layer 3:  LSTM([h² ; a]) + h²   -> softmax over characters

@@ -21,7 +21,7 @@
 # >
 # > **Prerequisites.** Lesson 04 (attention as a soft lookup); matrix products and broadcasting.
 # >
-# > **Time.** about 65 minutes: reading 25 (1,519 words, 186 lines of code),
+# > **Time.** about 65 minutes: reading 25 (1,546 words, 186 lines of code),
 # > running 3 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
 #
 # GNMT (lesson 04) read the source with LSTMs and used attention only as a bridge between encoder
@@ -219,7 +219,6 @@ plt.show()
 draw('transformer_block')
 
 # %% [markdown]
-#
 # A Transformer layer has two **sublayers**: self-attention (positions talk to each other) and a
 # position-wise **feed-forward network** $\mathrm{FFN}(x) = W_2\, \mathrm{relu}(W_1 x + b_1) + b_2$
 # (each position thinks on its own, usually $4\times$ wider inside). Each sublayer is wrapped in a

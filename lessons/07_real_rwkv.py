@@ -23,7 +23,7 @@
 # > **Prerequisites.** Lesson 06 (WKV, time-mix, channel-mix, the notation below); lesson 00's
 # > sampling. The real model is optional: without it every cell runs on the tiny model and says so.
 # >
-# > **Time.** about 50 minutes: reading 20 (1,604 words, 132 lines of code),
+# > **Time.** about 50 minutes: reading 20 (1,631 words, 132 lines of code),
 # > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
 #
 # Lesson 06 built RWKV-4 from its equations. This lesson opens the model that BlinkDL trained with
@@ -93,7 +93,6 @@ print(f"FAST={FAST}")
 draw('rwkv_block')
 
 # %% [markdown]
-#
 # `load_real_or_tiny` asks `find_local_model` (no network: the `TINYRWKV_MODEL` environment
 # variable, then the Hugging Face cache) and loads what it finds, or falls back to the tiny model.
 

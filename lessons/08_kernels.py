@@ -22,7 +22,7 @@
 # >
 # > **Prerequisites.** Lesson 06 (the WKV recurrence and its stable form). No GPU needed.
 # >
-# > **Time.** about 50 minutes: reading 20 (1,507 words, 173 lines of code),
+# > **Time.** about 65 minutes: reading 30 (2,203 words, 264 lines of code),
 # > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
 #
 # Everything in an RWKV layer is a matrix product, except one thing: the WKV recurrence (lesson
@@ -243,7 +243,6 @@ plt.show()
 draw('kernel_threads')
 
 # %% [markdown]
-#
 # A GPU runs thousands of threads at once, in **blocks** (up to 1024 threads each) that the
 # hardware schedules in **warps** of 32 threads executing in lockstep. The WKV plan, from BlinkDL's
 # kernel: **thread $i$ owns the pair $(b, c) = (i \,//\, C,\ i \,\%\, C)$** and walks over time with

@@ -21,7 +21,7 @@
 # >
 # > **Prerequisites.** Lessons 05 (KV cache) and 06 (RWKV's state).
 # >
-# > **Time.** about 45 minutes: reading 10 (946 words, 86 lines of code),
+# > **Time.** about 45 minutes: reading 10 (972 words, 86 lines of code),
 # > running 1 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
 #
 # Every model in this course reads a sequence one way or another. The practical questions are:
@@ -76,7 +76,6 @@ print(f"FAST={FAST}: generation up to T={GEN_LENGTHS[-1]}, prompts up to T={PROM
 draw('state_vs_kv_cache')
 
 # %% [markdown]
-#
 # `small_models()` builds an RNN, a GPT and an RWKV of the same width $C$ and depth $L$ (the sizes
 # of lesson 05's measurements). We add an LSTM. `state_floats(model, T)` feeds $T$ tokens through
 # `model.step` and counts the floats in the state it returns: the real object, not a formula.
@@ -203,7 +202,7 @@ def draw_context(ax, t):
 
 
 knob_view = explore(draw_context, {"t": GEN_LENGTHS}, static={"t": [GEN_LENGTHS[0], GEN_LENGTHS[len(GEN_LENGTHS) // 2], GEN_LENGTHS[-1]]},
-                    title="cost of the next token at context length t", sharey=False)
+                    title="cost of the next token at context length t", sharey=False, panel_size=(4.6, 3.4))
 
 # %% [markdown]
 # Read the three panels:

@@ -20,8 +20,8 @@
 # >
 # > **Prerequisites.** Lessons 01 (BPTT), 05 (GPT) and 06 (WKV and its backward).
 # >
-# > **Time.** about 55 minutes: reading 15 (1,097 words, 143 lines of code),
-# > running 7 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
+# > **Time.** about 65 minutes: reading 15 (1,124 words, 143 lines of code),
+# > running 9 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
 #
 # RWKV's claim is that it **trains like a Transformer** (in parallel over the whole sequence) and
 # **runs like an RNN**. Lessons 06–09 covered the running. Here we train: a tiny RWKV-4, a GPT and
@@ -204,7 +204,6 @@ assert before["att.key.weight"] == 0 and before["att.output.weight"] > 0 and aft
 draw('training_step')
 
 # %% [markdown]
-#
 # `tinyrwkv.training.train` runs the same loop for every model of the course:
 # zero the gradients, forward + loss, backward, clip the global gradient norm, Adam update. Here is
 # one step of it, written out, on a copy of the RWKV:

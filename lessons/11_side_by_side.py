@@ -20,8 +20,8 @@
 # >
 # > **Prerequisites.** Lessons 09 and 10.
 # >
-# > **Time.** about 40 minutes: reading 10 (932 words, 57 lines of code),
-# > running 2 (full mode, measured), exercises 30 (3 x 10). How these are estimated: lesson 00.
+# > **Time.** about 50 minutes: reading 10 (1,014 words, 57 lines of code),
+# > running 2 (full mode, measured), exercises 40 (4 x 10). How these are estimated: lesson 00.
 #
 # The whole course in one experiment. Three language models of the same size read **the same
 # token ids**, one token at a time, the way they would while generating:
@@ -79,7 +79,6 @@ print(f"FAST={FAST}: {LENGTH} tokens, peers trained {TRAIN_STEPS} steps")
 draw('side_by_side')
 
 # %% [markdown]
-#
 # The RWKV is the tiny model shipped with the package (4 layers of width 64, trained by
 # `scripts/train_tiny_rwkv.py` on the `small_tales` characters). Its peers come from lesson 10's comparison: a pre-norm GPT of
 # the same width and depth whose feed-forward width is chosen to match the parameter count, and a

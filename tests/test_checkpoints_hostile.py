@@ -215,6 +215,8 @@ CASES = {
                        CheckpointError, ["nested too deep"]),
     "st_header_deep_but_parseable": (lambda d, g: write_safetensors(d / "deep2.safetensors", b'{"a":' + b"[" * 200 + b"]" * 200 + b"}", b""),
                                      CheckpointError, ["nested more than 64 deep"]),
+    "st_header_too_many_values": (lambda d, g: write_safetensors(d / "values.safetensors", b'{"a": [' + b"0," * 2_100_000 + b"0]}", b""),
+                                  CheckpointError, ["holds about 2,100,001 JSON values", "at most 2,000,000"]),
     "st_duplicate_name": (lambda d, g: write_safetensors(d / "dup.safetensors", b'{"x": ' + json.dumps(F32x4).encode() + b', "x": '
                                                          + json.dumps(F32x4).encode() + b"}", b"\0" * 16),
                           CheckpointError, ["the key 'x' appears twice"]),
@@ -391,3 +393,26 @@ def test_info_counts_nonfinite_values(nan_folder, capsys):
     assert any(line.strip().startswith("rwkv.blocks.0.attention.key.weight") and line.endswith("3 non-finite")
                for line in out.splitlines())
     assert main(["info", str(nan_folder), "--headers-only"]) == 0
+
+
+@pytest.mark.parametrize("weights", ["bf16", "int8"])
+def test_nonfinite_weight_is_refused_when_loading_compact_weights(nan_folder, weights):
+    """Compact weights are converted by read_checkpoint's convert hook; the stored tensor is checked."""
+    from tinyrwkv.loading import load
+    with pytest.raises(CheckpointError, match=r"rwkv\.blocks\.0\.attention\.key\.weight: 3 non-finite value\(s\) "
+                                              r"\(first at index \(0, 1\): NaN\); pass allow_nonfinite=True"):
+        load(nan_folder, weights=weights, progress=False)
+
+
+def test_stored_check_finds_the_first_bad_value_across_row_blocks(tmp_path, monkeypatch):
+    from safetensors.numpy import save_file
+    from tinyrwkv.checkpoints import reader, safetensors_file
+    matrix = np.zeros((64, 8), np.float32)
+    matrix[37, 5] = np.inf
+    matrix[50, 0] = np.nan
+    save_file({"m": matrix}, str(tmp_path / "m.safetensors"))
+    tensor = safetensors_file.list_tensors(tmp_path / "m.safetensors")["m"]
+    import tinyrwkv.checkpoints.tensors as tensors
+    monkeypatch.setattr(tensors.iter_float32_rows, "__defaults__", (16,))    # 2 rows per block
+    with open(tensor.file, "rb") as f:
+        assert reader._stored_nonfinite(tensor, f) == (2, (37, 5), "inf")

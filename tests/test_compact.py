@@ -163,8 +163,11 @@ def test_int8_load_names_the_tensor_holding_nan(tmp_path):
     params["blocks.0.att.key.weight"][2, 3] = np.nan
     pytest.importorskip("torch")
     write_hf_safetensors(tmp_path, params, config)
+    with pytest.raises(CheckpointError, match=r"model.safetensors: .*key.weight: 1 non-finite value\(s\) "
+                                              r"\(first at index \(2, 3\): NaN\)"):
+        load(tmp_path, weights="int8", progress=False)            # refused by the loader's check ...
     with pytest.raises(CheckpointError, match="model.safetensors.*key.weight.*inf or NaN"):
-        load(tmp_path, weights="int8", progress=False)
+        load(tmp_path, weights="int8", progress=False, allow_nonfinite=True)   # ... and int8 cannot hold it
     with pytest.raises(ValueError, match="weights='int4'"):
         load(tmp_path, weights="int4", progress=False)
 

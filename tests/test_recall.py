@@ -41,13 +41,15 @@ def test_fast_mode_draws_the_figure_and_says_it_means_nothing(tmp_path):
 
 
 def test_the_shipped_full_run_is_complete_and_matches_its_configuration():
-    if not recall.RESULTS_FILE.exists():
-        pytest.skip(f"{recall.RESULTS_FILE} not written yet (python -m tinyrwkv.experiments.recall --retrain)")
     results = recall.load_results()
     config = results["config"]
     assert config["steps"] == recall.FULL["steps"] and config["width"] == recall.FULL["width"]
     for label, res in results["models"].items():
         assert set(res["accuracy"]) == {str(p) for p in config["eval_pairs"]}, label
         assert all(set(row) == {str(d) for d in config["eval_distract"]} for row in res["accuracy"].values())
-    # one pair after a distractor is the easy end of the task: both models, trained fully, must solve it
-    assert all(res["accuracy"]["1"]["0"] > 0.9 for res in results["models"].values())
+    # One pair after a distractor is the easy end of the task: both models, trained fully, solve it at
+    # every distance (the saved run: 1.0 everywhere). Which model is better at P > 1 is NOT robust at
+    # this size (it flips between P = 4 and P = 8), so no direction is asserted for it.
+    assert all(acc > 0.9 for res in results["models"].values() for acc in res["accuracy"]["1"].values())
+    rwkv, gpt = results["models"]["RWKV-4"]["params"], results["models"]["GPT"]["params"]
+    assert abs(gpt - rwkv) < 0.01 * rwkv                           # equal size

@@ -68,7 +68,7 @@ def build_parser(parser=None):
     parser = parser or argparse.ArgumentParser(prog="tinyrwkv figures", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=pathlib.Path, default=None, help="output folder (default: figures/)")
     parser.add_argument("--fast", action="store_true", help="small sizes, for CI and quick looks (measured: "
-                                                            "~25 s of CPU, 2 min on a busy 2-core machine)")
+                                                            "~40 s of CPU, ~2 min on a busy 2-core machine)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help=f"some of: {', '.join(FIGURES)}")
     parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the numbers here")
     return parser

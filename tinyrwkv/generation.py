@@ -76,7 +76,7 @@ def check_sampling(max_new_tokens=1, temperature=1.0, top_p=1.0, top_k=0,
     if not _is_real(presence_penalty) or not np.isfinite(presence_penalty):
         bad("presence_penalty", presence_penalty, "a finite number (0 means none)")
     if seed is not None and (not _is_integer(seed) or not 0 <= seed < SEED_LIMIT):
-        bad("seed", seed, "an integer in [0, 2**64) (or None for a fresh one)")
+        bad("seed", seed, "an integer in [0, 2**64)")
     if stop is not None:
         stops = [stop] if isinstance(stop, str) else stop
         if not isinstance(stops, (list, tuple)) or not all(isinstance(x, str) and x for x in stops):

@@ -4,8 +4,8 @@ safetensors header.
 Python's ``json`` accepts things no JSON writer of ours produces and that hurt later:
 ``NaN``/``Infinity`` (a ``layer_norm_epsilon`` of infinity), duplicate keys (the last silently
 wins: two entries for one tensor name), and nesting deep enough to raise ``RecursionError``.
-``parse_json`` refuses all three, bounds the size, and turns every failure into a one-line
-CheckpointError naming the file.
+``parse_json`` refuses all three, bounds the size and the number of values (the Python objects
+cost 20-40x the text), and turns every failure into a one-line CheckpointError naming the file.
 """
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from .errors import CheckpointError
 
 MAX_JSON_DEPTH = 64                  # our files nest 3 deep; 64 leaves room and stays far from recursion limits
 MAX_JSON_BYTES = 100 * 2**20         # the safetensors reference library's header limit
+# Python objects cost ~50-100 bytes per JSON value: 100 MB of "0," would build 50M of them (37 s, and
+# past 4 GB). A safetensors header needs ~10 values per tensor, so 2M values is 200,000 tensors.
+MAX_JSON_VALUES = 2_000_000
 
 
 class _Refused(ValueError):
@@ -51,6 +54,12 @@ def _depth(value) -> int:
 def parse_json(raw: bytes, where, what: str):
     """The value of the UTF-8 JSON document ``raw``; ``where`` (a path) and ``what`` ("config.json",
     "safetensors header") name it in the CheckpointError raised for anything malformed."""
+    # every value but the first follows a "," or a ":" (these bytes inside strings count too: an
+    # upper bound, counted in C before anything is built)
+    values = raw.count(b",") + raw.count(b":")
+    if values > MAX_JSON_VALUES:
+        raise CheckpointError(f"{where}: {what} holds about {values:,} JSON values; tinyrwkv parses at most "
+                              f"{MAX_JSON_VALUES:,}")
     try:
         text = raw.decode("utf-8")
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)

@@ -122,8 +122,8 @@ def _check_config(config: dict, where: str) -> dict:
 
 
 def _stored_nonfinite(tensor: StoredTensor, f):
-    """first_nonfinite of a stored tensor, read again block by block (for values converted to a compact
-    form, whose NaN/inf would otherwise hide in words or scales); the index is in the stored shape."""
+    """first_nonfinite of a stored tensor, read block by block before a ``convert`` hook turns it into
+    a compact form (whose NaN/inf would hide in words or scales); the index is in the stored shape."""
     if len(tensor.shape) != 2:
         return first_nonfinite(read_float32(tensor, f))
     count, first = 0, None
@@ -194,14 +194,14 @@ def read_checkpoint(source, *, revision: Optional[str] = None, cache_dir=None,
                     files[tensor.file] = open(tensor.file, "rb", buffering=0)
                 if convert is None:
                     value = read_float32(tensor, files[tensor.file])
-                else:
+                    found = None if allow_nonfinite else first_nonfinite(value)
+                else:       # check the stored values first: a compact form would hide (or choke on) NaN/inf
+                    found = None if allow_nonfinite else _stored_nonfinite(tensor, files[tensor.file])
+                if found:
+                    raise CheckpointError(f"{tensor.file}: {_nonfinite_message(tensor.name, found)}; "
+                                          f"pass allow_nonfinite=True to load it anyway")
+                if convert is not None:
                     value = convert(internal, tensor, files[tensor.file])
-                if not allow_nonfinite:
-                    found = (first_nonfinite(value) if isinstance(value, np.ndarray)
-                             else _stored_nonfinite(tensor, files[tensor.file]))   # a compact weight: check the file
-                    if found:
-                        raise CheckpointError(f"{tensor.file}: {_nonfinite_message(tensor.name, found)}; "
-                                              f"pass allow_nonfinite=True to load it anyway")
                 if isinstance(value, np.ndarray):   # (1, 1, C) -> (C,), LoRA (in, out) -> (out, in)
                     value = naming.to_internal(internal, value, config)
                 params[internal] = value            # (a compact weight is already (out, in))

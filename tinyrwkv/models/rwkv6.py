@@ -45,7 +45,7 @@ class RWKV6(MatrixRWKV):
 
     VERSION = 6
 
-    def time_mix(self, i, x, x_prev, S, carry):
+    def time_mix(self, i, x, x_prev, S, carry, keep=None):
         """RWKV-6 TimeMix on ln1's output x (B, T, C), from x_prev (B, C) and S (B, H, N, N)."""
         att = self.blocks[i][0]
         B, T, C = x.shape
@@ -58,11 +58,14 @@ class RWKV6(MatrixRWKV):
         r = F.linear(lerp_shift(x, back, att["time_maa_r"] + mr), att["receptance.weight"])   # (B, T, C)
         k = F.linear(lerp_shift(x, back, att["time_maa_k"] + mk), att["key.weight"])
         v = F.linear(lerp_shift(x, back, att["time_maa_v"] + mv), att["value.weight"])
-        g = F.silu(F.linear(lerp_shift(x, back, att["time_maa_g"] + mg), att["gate.weight"]))
+        xg = lerp_shift(x, back, att["time_maa_g"] + mg)
         xw = lerp_shift(x, back, att["time_maa_w"] + mw)
         d = F.linear(np.tanh(F.linear(xw, att["time_decay_w1"])), att["time_decay_w2"])      # (B, T, C)
         w = np.exp(-np.exp(self.heads(d) + att["time_decay"]))       # (B, T, H, N) in (0, 1), per token
         y, S = self.wkv_run(self.heads(r), self.heads(k), self.heads(v), w, att["time_faaaa"], S, T=T)
+        if keep:                                                      # only the last positions are read
+            xg, y = xg[:, -keep:], y[:, -keep:]
+        g = F.silu(F.linear(xg, att["gate.weight"]))
         return self.output(y, g, att), S, carry
 
     def channel_mix(self, x, x_prev, ffn_params):

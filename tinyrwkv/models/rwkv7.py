@@ -46,7 +46,7 @@ class RWKV7(MatrixRWKV):
 
     VERSION = 7
 
-    def time_mix(self, i, x, x_prev, S, v_first):
+    def time_mix(self, i, x, x_prev, S, v_first, keep=None):
         """RWKV-7 TimeMix on ln1's output x (B, T, C), from x_prev (B, C) and S (B, H, N, N).
         ``v_first`` is block 0's values (B, T, C) (None when i == 0). Returns (out, S, v_first)."""
         att = self.blocks[i][0]
@@ -59,7 +59,7 @@ class RWKV7(MatrixRWKV):
         w = F.linear(np.tanh(F.linear(xw, att["w1"])), att["w2"])    # (B, T, C): the decay's LoRA
         w = np.exp(-DECAY_SCALE * F.sigmoid(w + att["w0"]))           # decay factor in (0.545, 1)
         a = F.sigmoid(F.linear(F.linear(lerp_shift(x, back, att["x_a"]), att["a1"]), att["a2"]) + att["a0"])
-        g = F.linear(F.sigmoid(F.linear(lerp_shift(x, back, att["x_g"]), att["g1"])), att["g2"])
+        xg = lerp_shift(x, back, att["x_g"])
 
         kk = F.l2_normalize(self.heads(k * att["k_k"]))              # (B, T, H, N) unit key per head
         k = k * (1 + (a - 1) * att["k_a"])                            # (B, T, C)
@@ -71,7 +71,10 @@ class RWKV7(MatrixRWKV):
 
         r4, k4, v4 = self.heads(r), self.heads(k), self.heads(v)      # (B, T, H, N)
         y, S = self.wkv_run(r4, self.heads(w), k4, v4, -kk, kk * self.heads(a), S, T=x.shape[1])
-        B, T = x.shape[:2]
+        if keep:                                                      # only the last positions are read
+            xg, y, r4, k4, v4 = xg[:, -keep:], y[:, -keep:], r4[:, -keep:], k4[:, -keep:], v4[:, -keep:]
+        g = F.linear(F.sigmoid(F.linear(xg, att["g1"])), att["g2"])   # (B, T, C) output gate
+        B, T = y.shape[:2]
         y = F.group_norm(y.reshape(B, T, -1), self.config.n_head, att["ln_x.weight"], att["ln_x.bias"],
                          self.config.group_norm_epsilon)             # (B, T, C)
         bonus = np.sum(r4 * k4 * att["r_k"], axis=-1, keepdims=True) * v4      # (B, T, H, N)
