@@ -103,8 +103,8 @@ c7 = tiny7.config
 print(tiny7)
 assert tiny7.state_size() == ex.state_floats(7, c7.n_layer, c7.n_embd, c7.head_size)
 state = tiny7.init_state(1)
-print("one layer's state:", [tuple(s.shape) for s in state[0]], " (att x_prev, S per head, ffn x_prev)")
-assert sum(s.size for layer in state for s in layer) == tiny7.state_size()
+print("the state:", {f: getattr(state, f).shape for f in state.FIELDS}, " (layers, batch, ...)")
+assert state.size() == tiny7.state_size()
 
 # %% [markdown]
 # ## 3. RWKV-5: a matrix per head

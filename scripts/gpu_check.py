@@ -48,6 +48,11 @@ from pathlib import Path
 
 import numpy as np
 
+# numba-cuda 0.30 registers an overload for np.row_stack, which numpy 2.5 removed, so
+# `from numba import cuda` fails there (seen on an H200 with numpy 2.5.2): restore the alias first.
+if not hasattr(np, "row_stack"):
+    np.row_stack = np.vstack
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout without installing
 
 from tinyrwkv.kernels import cuda_simulator_on, real_gpu_present, wkv_numpy  # noqa: E402

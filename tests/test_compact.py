@@ -85,6 +85,13 @@ def test_parallel_and_one_thread_kernels_agree(rows):
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(outs[2], outs[3], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(outs[0], x @ W8.to_float32().T, rtol=1e-5, atol=1e-4)
+    if rows == 1:                                                      # the 1-d kernels of decoding
+        for k8, k16 in ((M.int8_matvec1, M.bf16_matvec1), (M.int8_matvec1_serial, M.bf16_matvec1_serial)):
+            y8, y16 = np.empty(70, np.float32), np.empty(70, np.float32)
+            k8(W8.q, W8.scales, x[0], y8)
+            k16(W16.words, x[0], y16)
+            np.testing.assert_allclose(y8, outs[0][0], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(y16, outs[2][0], rtol=1e-5, atol=1e-5)
     G8 = Int8Weight.from_float32(w, group=16)
     M.int8_matvec_grouped(G8.q, G8.scales, x, outs[0])
     M.int8_matvec_grouped_serial(G8.q, G8.scales, x, outs[1])

@@ -407,10 +407,12 @@ def format_table(report: dict) -> str:
         if "error" in r:
             lines.append(f"{label_v:24s}  failed: {r['error']}")
             continue
-        fmt = lambda v, spec: format(v, spec) if v is not None else " " * len(format(0.0, spec))  # noqa: E731
-        lines.append(f"{label_v:24s}{r['decode']:13.1f}{fmt(r.get('decode_x_peer'), '11.2f')}x"
-                     f"{fmt(r.get('decode_bound'), '12.1f')}{fmt(r.get('of_bound') and 100 * r['of_bound'], '8.0f')}%"
-                     f"{r['prompt']:24.0f}{fmt(r.get('prompt_x_peer'), '11.2f')}x{fmt(r.get('prompt_gflops'), '9.1f')}")
+        def fmt(v, spec, unit=""):        # a blank of the same width when there is no figure
+            return format(v, spec) + unit if v is not None else " " * (len(format(0.0, spec)) + len(unit))
+        of_bound = None if r.get("of_bound") is None else 100 * r["of_bound"]
+        lines.append(f"{label_v:24s}{r['decode']:13.1f}{fmt(r.get('decode_x_peer'), '11.2f', 'x')}"
+                     f"{fmt(r.get('decode_bound'), '12.1f')}{fmt(of_bound, '8.0f', '%')}"
+                     f"{r['prompt']:24.0f}{fmt(r.get('prompt_x_peer'), '11.2f', 'x')}{fmt(r.get('prompt_gflops'), '9.1f')}")
     if m["bandwidth_gbs"] is not None:
         lines.append(f"machine: read bandwidth {m['bandwidth_gbs']:.1f} GB/s (parallel sum; numpy copy "
                      f"{m['numpy_copy_gbs']:.1f} GB/s), float32 GEMM {m['gemm_gflops']:.1f} GFLOP/s; "

@@ -178,7 +178,7 @@ def matvec_v3(W, x, y, accumulate):
 
     The warp reads each weight W[n, k] once and uses it for ``MATVEC_BATCH`` sequences (partial sums
     in a small per-thread array, i.e. registers), so B sequences cost ceil(B / MATVEC_BATCH) reads of
-    W instead of B. For B = 1 it is v2.
+    W instead of B. For B = 1 it is v2 (the unused partial sums are never reduced).
     """
     B, K = x.shape
     N = W.shape[0]
@@ -196,12 +196,13 @@ def matvec_v3(W, x, y, accumulate):
                     if b0 + j < B:
                         acc[j] += w * x[b0 + j, k]
         for j in range(MATVEC_BATCH):
-            total = warp_sum(acc[j])
-            if active and lane == 0 and b0 + j < B:
-                if accumulate:
-                    y[b0 + j, n] += total
-                else:
-                    y[b0 + j, n] = total
+            if b0 + j < B:            # the same for every lane of the warp, so all skip together
+                total = warp_sum(acc[j])
+                if active and lane == 0:
+                    if accumulate:
+                        y[b0 + j, n] += total
+                    else:
+                        y[b0 + j, n] = total
 
 
 # --------------------------------------------------------------------------- matrix-matrix (the prompt)

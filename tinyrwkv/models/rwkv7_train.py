@@ -64,7 +64,7 @@ TIME_MIXES = ("r", "w", "k", "v", "a", "g")
 
 # What time_mix_forward keeps for its backward (a tuple with names: cache.w is the decay factor).
 TimeMixCache = namedtuple("TimeMixCache", "xx mixes r w_hidden w_sig w k_raw v_raw a_hidden a g_hidden g "
-                                          "kk kk_norm k v v_hidden v_sig v_first y_hat gn_cache rk z zg S0")
+                                          "kk kk_norm k v v_hidden v_sig v_first y_hat gn_cache rk z zg")
 
 
 def trainable_shapes(config: RWKVConfig) -> dict[str, tuple]:
@@ -84,10 +84,9 @@ def rwkv7_config(n_layer, n_embd, vocab_size, ffn_dim, head_size, decay_lora=32,
 # --------------------------------------------------------------------------- small pieces
 
 
-def _shift(h, x_prev=None):
-    """xx = prev - h, prev = h one step later with x_prev (B, C) in front (zeros: the empty state). (B, T, C)."""
-    prev = np.empty_like(h)
-    prev[:, 0] = 0 if x_prev is None else x_prev
+def _shift(h):
+    """xx = prev - h for training from the empty state: prev = h one step later, zeros in front. (B, T, C)."""
+    prev = np.zeros_like(h)
     prev[:, 1:] = h[:, :-1]
     return prev - h
 
@@ -110,16 +109,14 @@ def _heads(x, H):
 # --------------------------------------------------------------------------- time mix
 
 
-def time_mix_forward(h, att, v_first, H, wkv, x_prev=None, S=None):
-    """RWKV-7 TimeMix on ln1's output, keeping what the backward needs.
+def time_mix_forward(h, att, v_first, H, wkv):
+    """RWKV-7 TimeMix on ln1's output from the empty state, keeping what the backward needs.
 
     h: (B, T, C); att: the block's ``att.*`` parameters; v_first: None in layer 0 (which sets it),
-    else layer 0's v (B, T, C); wkv: a WKV-7 backend; x_prev (B, C) and S (B, H, N, N): the state
-    carried in (None: the empty state, as in training). Returns (out (B, T, C), v_first, S after
-    the last token, cache). The backward treats the carried state as a constant.
+    else layer 0's v (B, T, C); wkv: a WKV-7 backend. Returns (out (B, T, C), v_first, cache).
     """
     B, T, C = h.shape
-    xx = _shift(h, x_prev)                                            # x_{t-1} - x_t
+    xx = _shift(h)                                                    # x_{t-1} - x_t
     xr, xw, xk, xv, xa, xg = (token_mix(h, xx, att["x_" + m]) for m in TIME_MIXES)
     r = F.linear(xr, att["receptance.weight"])                        # (B, T, C)
     w_hidden = np.tanh(F.linear(xw, att["w1"]))                       # (B, T, Dw)
@@ -144,7 +141,7 @@ def time_mix_forward(h, att, v_first, H, wkv, x_prev=None, S=None):
         v = v_raw + (v_first - v_raw) * v_sig
 
     a4 = _heads(a, H)
-    y, S_out = wkv.forward(*(_heads(x, H) for x in (r, w, k, v)), -kk, kk * a4, state=S)  # (B, T, H, N)
+    y, _ = wkv.forward(*(_heads(x, H) for x in (r, w, k, v)), -kk, kk * a4)   # (B, T, H, N)
     y_hat, gn_cache = F.layer_norm(y, np.ones(C // H, y.dtype), np.zeros(C // H, y.dtype),
                                    layouts.GROUP_NORM_EPSILON)
     y_hat = y_hat.reshape(B, T, C)
@@ -153,8 +150,8 @@ def time_mix_forward(h, att, v_first, H, wkv, x_prev=None, S=None):
     zg = z * g
     out = F.linear(zg, att["output.weight"])
     cache = TimeMixCache(xx, (xr, xw, xk, xv, xa, xg), r, w_hidden, w_sig, w, k_raw, v_raw, a_hidden, a, g_hidden, g,
-             kk, kk_norm, k, v, v_hidden, v_sig, v_first, y_hat, gn_cache, rk, z, zg, S)
-    return out, v_first, S_out, cache
+             kk, kk_norm, k, v, v_hidden, v_sig, v_first, y_hat, gn_cache, rk, z, zg)
+    return out, v_first, cache
 
 
 def time_mix_backward(dout, cache, att, H, wkv, dv_first=None):
@@ -165,7 +162,7 @@ def time_mix_backward(dout, cache, att, H, wkv, dv_first=None):
     v_first (B, T, C), None in layer 0, grads by short name).
     """
     (xx, mixes, r, w_hidden, w_sig, w, k_raw, v_raw, a_hidden, a, g_hidden, g,
-     kk, kk_norm, k, v, v_hidden, v_sig, v_first, y_hat, gn_cache, rk, z, zg, S0) = cache
+     kk, kk_norm, k, v, v_hidden, v_sig, v_first, y_hat, gn_cache, rk, z, zg) = cache
     B, T, C = r.shape
     grads = {}
     dzg, grads["output.weight"], _ = F.linear_backward(dout, zg, att["output.weight"])
@@ -183,7 +180,7 @@ def time_mix_backward(dout, cache, att, H, wkv, dv_first=None):
     dy, _, _ = F.layer_norm_backward(_heads(dz * att["ln_x.weight"], H), gn_cache)
     # y = WKV7(r, w, k, v, -kk, kk * a)
     a4 = _heads(a, H)
-    gr, gw, gk, gv, ga, gb = wkv.backward(*(_heads(x, H) for x in (r, w, k, v)), -kk, kk * a4, dy, state=S0)
+    gr, gw, gk, gv, ga, gb = wkv.backward(*(_heads(x, H) for x in (r, w, k, v)), -kk, kk * a4, dy)
     dr += gr.reshape(B, T, C)
     dk += gk.reshape(B, T, C)
     dv += gv.reshape(B, T, C)
@@ -239,9 +236,9 @@ def time_mix_backward(dout, cache, att, H, wkv, dv_first=None):
 # --------------------------------------------------------------------------- channel mix
 
 
-def channel_mix_forward(h, ffn, x_prev=None):
-    """RWKV-7 ChannelMix on ln2's output; x_prev (B, C) carried in (None: empty). h: (B, T, C) -> (out, cache)."""
-    xx = _shift(h, x_prev)
+def channel_mix_forward(h, ffn):
+    """RWKV-7 ChannelMix on ln2's output from the empty state. h: (B, T, C) -> (out (B, T, C), cache)."""
+    xx = _shift(h)
     xk = token_mix(h, xx, ffn["x_k"])
     k = F.linear(xk, ffn["key.weight"])                               # (B, T, F)
     k2 = F.squared_relu(k)
@@ -349,7 +346,8 @@ class RWKV7LanguageModel(LanguageModel):
 
     ``config``: an RWKVConfig of version 7 (or its dict). ``params`` (default:
     ``init_rwkv7_params(config, seed)``) is one dict of arrays under ``trainable_shapes``' names. ``backend`` picks the WKV-7 kernels ("numba" | "numpy" | "cuda" | "auto").
-    Serial (RNN) mode: ``step`` runs the WKV-7 recurrence one token at a time on the same weights.
+    Serial (RNN) mode (``init_state``, ``step``, ``generate``) is the inference ``RWKV7`` of
+    models/rwkv7.py on the same arrays (``inference_model()``); a test holds its logits equal to ``forward``'s.
     """
 
     def __init__(self, config: RWKVConfig, params: Mapping | None = None, backend: str = "auto", seed: int = 0):
@@ -364,6 +362,7 @@ class RWKV7LanguageModel(LanguageModel):
         self.vocab_size = config.vocab_size
         self.backend = backend
         self.wkv = get_wkv(backend, version=7)
+        self._inference = None                                        # (params dict, RWKV7) built on demand
         for name, value in params.items():
             value = np.asarray(value)
             self.add_param(name, np.ascontiguousarray(value, value.dtype if value.dtype == np.float64 else np.float32))
@@ -384,34 +383,23 @@ class RWKV7LanguageModel(LanguageModel):
 
     # -- parallel mode, with caches --------------------------------------------------------------
 
-    def forward(self, ids, state=None):
-        """ids (B, T) ints -> (logits (B, T, V), cache), from the empty state (or ``state``, a list
-        from init_state, held constant: training always starts empty)."""
+    def forward(self, ids):
+        """ids (B, T) ints -> (logits (B, T, V), cache), from the empty state."""
         ids = check_tokens("RWKV7LanguageModel.forward ids", ids, self.vocab_size, "(B, T)")
-        logits, _, cache = self._run(ids, state)
-        return logits, cache
-
-    def _run(self, ids, state):
-        """The model's equations over ids (B, T) from ``state`` (None: empty) -> (logits, new state, cache)."""
         p, H = self.params, self.config.n_head
-        state = state or [(None, None, None)] * self.config.n_layer
         x, ln0_cache = F.layer_norm(p["emb.weight"][ids], p["ln0.weight"], p["ln0.bias"], self.config.layer_norm_epsilon)
-        v_first, block_caches, new_state = None, [], []
+        v_first, block_caches = None, []
         for i, (att, ffn) in enumerate(self._blocks()):
             b = f"blocks.{i}."
-            att_prev, S, ffn_prev = state[i]
             h, ln1_cache = F.layer_norm(x, p[b + "ln1.weight"], p[b + "ln1.bias"], self.config.layer_norm_epsilon)
-            out, v_first, S, att_cache = time_mix_forward(h, att, v_first, H, self.wkv, att_prev, S)
+            out, v_first, att_cache = time_mix_forward(h, att, v_first, H, self.wkv)
             x = x + out
-            att_last = h[:, -1]
             h, ln2_cache = F.layer_norm(x, p[b + "ln2.weight"], p[b + "ln2.bias"], self.config.layer_norm_epsilon)
-            out, ffn_cache = channel_mix_forward(h, ffn, ffn_prev)
+            out, ffn_cache = channel_mix_forward(h, ffn)
             x = x + out
             block_caches.append((ln1_cache, att_cache, ln2_cache, ffn_cache))
-            new_state.append((att_last, S, h[:, -1]))
         h, ln_out_cache = F.layer_norm(x, p["ln_out.weight"], p["ln_out.bias"], self.config.layer_norm_epsilon)
-        logits = F.linear(h, p["head.weight"])
-        return logits, new_state, (ids, ln0_cache, block_caches, ln_out_cache, h)
+        return F.linear(h, p["head.weight"]), (ids, ln0_cache, block_caches, ln_out_cache, h)
 
     def decays(self, ids):
         """The decay factor w every layer applied while reading ids (B, T): (n_layer, B, T, C).
@@ -454,20 +442,25 @@ class RWKV7LanguageModel(LanguageModel):
         g["ln0.bias"] += db
         np.add.at(g["emb.weight"], ids.reshape(-1), demb.reshape(-1, demb.shape[-1]))
 
-    # -- serial (RNN) mode ---------------------------------------------------------------------
+    # -- serial (RNN) mode: the inference model's equations ----------------------------------------
+
+    def inference_model(self):
+        """The inference ``RWKV7`` (models/rwkv7.py) on this model's arrays (shared, not copied, while
+        they are float32), rebuilt only when the parameter dict was replaced (e.g. by ``astype``)."""
+        from .rwkv7 import RWKV7
+
+        if self._inference is None or self._inference[0] is not self.params:
+            self._inference = (self.params, RWKV7(self.config, self.params, backend=self.backend))
+        return self._inference[1]
 
     def init_state(self, batch_size: int = 1):
-        """Per layer: (att x_prev (B, C), S (B, H, N, N), ffn x_prev (B, C)); v_first is per token."""
-        s = self.config
-        z = lambda *shape: np.zeros(shape, np.float32)                  # noqa: E731
-        return [(z(batch_size, s.n_embd), z(batch_size, s.n_head, s.head_size, s.head_size),
-                 z(batch_size, s.n_embd)) for _ in range(s.n_layer)]
+        """The empty ``MatrixState``: per layer two token-shift vectors and one (N, N) matrix per head."""
+        return self.inference_model().init_state(batch_size)
 
     def step(self, ids, state):
-        """ids (B,) -> (logits (B, V), new state): one token through every layer (RNN mode)."""
+        """ids (B,) -> (logits (B, V), new state): one RNN-mode step of the inference model."""
         ids = check_tokens("RWKV7LanguageModel.step ids", ids, self.vocab_size, "(B,)")
-        logits, state, _ = self._run(ids[:, None], state)
-        return logits[:, 0], state
+        return self.inference_model().step(ids, state)
 
     def state_size(self, context_length: int = 0) -> int:
         """Floats carried per sequence: per layer 2 C (token shift) + H N^2 (the WKV state)."""

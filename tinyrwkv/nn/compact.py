@@ -131,7 +131,11 @@ class BF16Weight(CompactWeight):
 
     def _matvec(self, x2, y):
         from ..kernels import matmul_numba as M
-        (M.bf16_matvec if M.use_threads(self.size) else M.bf16_matvec_serial)(self.words, x2, y)
+        threads = M.use_threads(self.size)
+        if len(x2) == 1:                                               # one token: the 1-d kernel
+            (M.bf16_matvec1 if threads else M.bf16_matvec1_serial)(self.words, x2[0], y[0])
+        else:
+            (M.bf16_matvec if threads else M.bf16_matvec_serial)(self.words, x2, y)
 
     def _rows(self, ids):
         out = np.empty((ids.size, self.shape[1]), np.float32)
@@ -196,6 +200,9 @@ class Int8Weight(CompactWeight):
     def _matvec(self, x2, y):
         from ..kernels import matmul_numba as M
         threads = M.use_threads(self.size)
+        if self.scales.shape[1] == 1 and len(x2) == 1:                 # one token, one scale per row
+            (M.int8_matvec1 if threads else M.int8_matvec1_serial)(self.q, self.scales, x2[0], y[0])
+            return
         if self.scales.shape[1] == 1:                                  # one scale per row
             kernel = M.int8_matvec if threads else M.int8_matvec_serial
         else:
