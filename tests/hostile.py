@@ -2,8 +2,8 @@
 
 ``run_isolated("from tinyrwkv.checkpoints import read_checkpoint; read_checkpoint(PATH, progress=False)",
 path)`` runs the snippet in a fresh Python with its address space capped (RLIMIT_AS) and a wall-clock
-timeout, and returns what happened: the exception type and message (or None), the seconds the
-snippet took, the child's peak resident memory, and the exit status (negative = killed by a
+timeout, and returns what happened: the exception type and message (or None), the CPU seconds the
+snippet took (CPU, not wall: a bound on the work must not fail because the machine is busy), the child's peak resident memory, and the exit status (negative = killed by a
 signal, e.g. -11 for a segfault). A segfault, a hang or a blow-up becomes a test failure with a
 clear message instead of the end of the test run.
 """
@@ -32,13 +32,15 @@ def peak_mb():
 PATH = sys.argv[2]
 result = {"error_type": None, "error_module": None, "message": None}
 import numpy, tinyrwkv.errors                     # imported before the clock starts
-start = time.perf_counter()
+exec(compile(sys.argv[4], "<setup>", "exec"))     # e.g. the imports the snippet needs, also before it
+result["baseline_mb"] = peak_mb()                 # the peak before the snippet: what it adds is on top
+start = time.process_time()                      # CPU seconds: a busy machine does not move them
 try:
     exec(compile(sys.argv[3], "<snippet>", "exec"))
 except BaseException as e:
     result.update(error_type=type(e).__name__, error_module=type(e).__module__, message=str(e)[:2000],
                   is_ours=isinstance(e, tinyrwkv.errors.TinyRWKVError))
-result["seconds"] = time.perf_counter() - start
+result["seconds"] = time.process_time() - start
 result["maxrss_mb"] = peak_mb()
 print("RESULT " + json.dumps(result))
 """
@@ -53,17 +55,24 @@ class Outcome:
     seconds: float
     maxrss_mb: float
     stderr: str
+    baseline_mb: float = float("nan")
+
+    @property
+    def added_mb(self) -> float:
+        """Peak resident memory above the peak before the snippet ran."""
+        return self.maxrss_mb - self.baseline_mb
 
     def describe(self) -> str:
         return (f"rc={self.returncode} {self.error_type}: {self.message!s:.300} "
                 f"({self.seconds:.2f} s, {self.maxrss_mb:.0f} MB) stderr: {self.stderr[-500:]}")
 
 
-def run_isolated(snippet: str, path, *, mem_mb: int = 1536, timeout: float = 60) -> Outcome:
-    """Runs ``snippet`` (PATH is the file's path as a str) in a capped child; see the module docstring."""
+def run_isolated(snippet: str, path, *, mem_mb: int = 1536, timeout: float = 60, setup: str = "") -> Outcome:
+    """Runs ``snippet`` (PATH is the file's path as a str) in a capped child; see the module docstring.
+    ``setup`` runs first, outside the clock; ``Outcome.added_mb`` is the peak memory the snippet added."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, str(mem_mb), str(path), snippet],
+        proc = subprocess.run([sys.executable, "-c", _CHILD, str(mem_mb), str(path), snippet, setup],
                               capture_output=True, text=True, timeout=timeout, env=env, cwd=str(ROOT))
     except subprocess.TimeoutExpired:
         return Outcome(124, "Timeout", False, f"no answer within {timeout} s", timeout, float("nan"), "")
@@ -73,7 +82,7 @@ def run_isolated(snippet: str, path, *, mem_mb: int = 1536, timeout: float = 60)
                        float("nan"), float("nan"), proc.stderr)
     r = json.loads(line[len("RESULT "):])
     return Outcome(proc.returncode, r["error_type"], bool(r.get("is_ours")), r["message"], r["seconds"],
-                   r["maxrss_mb"], proc.stderr)
+                   r["maxrss_mb"], proc.stderr, r.get("baseline_mb", float("nan")))
 
 
 _MANY = r"""
@@ -90,14 +99,14 @@ cases = json.loads(open(sys.argv[2]).read())
 import numpy, tinyrwkv.errors
 exec(compile(sys.argv[3], "<setup>", "exec"))      # defines run(path)
 for path in cases:
-    start = time.perf_counter()
+    start = time.process_time()
     result = {"path": path, "error_type": None, "message": None, "is_ours": False}
     try:
         run(path)
     except BaseException as e:
         result.update(error_type=type(e).__name__, message=str(e)[:2000],
                       is_ours=isinstance(e, tinyrwkv.errors.TinyRWKVError))
-    result["seconds"] = time.perf_counter() - start
+    result["seconds"] = time.process_time() - start
     result["maxrss_mb"] = peak_mb()
     print("RESULT " + json.dumps(result), flush=True)
 """

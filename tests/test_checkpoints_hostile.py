@@ -307,10 +307,10 @@ def check_message(name, path, error_type_name, message):
 @pytest.mark.parametrize("name", [n for n in CASES if n not in ISOLATED_ONLY])
 def test_hostile_file_is_refused_by_name(corpus, name):
     path = corpus[name]
-    start = time.perf_counter()
+    start = time.process_time()                    # CPU seconds: robust to a busy machine
     with pytest.raises(CheckpointError) as info:
         read_checkpoint(path, progress=False)
-    assert time.perf_counter() - start < 5, name
+    assert time.process_time() - start < 5, name
     check_message(name, path, type(info.value).__name__, str(info.value))
 
 
@@ -328,10 +328,10 @@ def test_whole_corpus_in_a_capped_process(corpus):
 
 
 def test_the_deep_tuple_that_segfaulted_is_refused_quickly(corpus):
-    out = run_isolated("from tinyrwkv.checkpoints import read_checkpoint; read_checkpoint(PATH, progress=False)",
-                       corpus["pickle_deep_tuple_key"], mem_mb=1024)
+    out = run_isolated("read_checkpoint(PATH, progress=False)", corpus["pickle_deep_tuple_key"], mem_mb=1024,
+                       setup="from tinyrwkv.checkpoints import read_checkpoint")
     assert out.returncode == 0 and out.error_type == "CheckpointError", out.describe()
-    assert out.seconds < 2 and out.maxrss_mb < 200, out.describe()
+    assert out.seconds < 2 and out.added_mb < 50, f"{out.describe()} added {out.added_mb:.0f} MB"
 
 
 def test_isolated_harness_reports_a_segfault_as_a_crash(tmp_path):

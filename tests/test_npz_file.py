@@ -138,9 +138,12 @@ def test_hostile_state_files(tmp_path, state_path):
 def test_the_huge_claim_allocates_nothing_in_a_capped_process(tmp_path):
     huge = npy_bytes(header=b"{'descr': '<f4', 'fortran_order': False, 'shape': (1048576, 1048576, 1048576), }")
     path = write_npz(tmp_path / "huge.npz", good_members(aa=huge), zipfile.ZIP_DEFLATED)
-    out = run_isolated("from tinyrwkv.models.rwkv import RWKVState; RWKVState.load(PATH)", path, mem_mb=1024)
+    out = run_isolated("RWKVState.load(PATH)", path, mem_mb=1024,
+                       setup="from tinyrwkv.models.rwkv import RWKVState")
+    # Under the 1 GiB cap an attempt to allocate the claimed array would be a MemoryError; and the
+    # reader itself adds almost nothing (the imports' own peak, which varies with the machine, is not counted).
     assert out.error_type == "StateFileError" and out.returncode == 0, out.describe()
-    assert out.seconds < 2 and out.maxrss_mb < 400, out.describe()
+    assert out.seconds < 2 and out.added_mb < 100, f"{out.describe()} added {out.added_mb:.0f} MB"
 
 
 def test_read_npz_with_fixed_shapes_and_opt_in_nonfinite(tmp_path):
