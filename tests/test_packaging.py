@@ -59,11 +59,6 @@ def _imported_modules(path: pathlib.Path):
             yield from (alias.name for alias in node.names)
 
 
-# Known and outstanding (reported): bench.py takes its roofline measurements (bandwidth, GEMM, bytes
-# per token) from the figure script experiments/roofline.py; they belong in a library module.
-KNOWN = {"bench.py": "tinyrwkv.experiments.roofline"}
-
-
 def test_library_code_never_imports_a_figure_script():
     offenders = []
     for path in PACKAGE.rglob("*.py"):
@@ -71,6 +66,5 @@ def test_library_code_never_imports_a_figure_script():
         if rel.startswith(("experiments/", "exercises/")) or rel in ("figures.py", "cli.py"):
             continue          # the figure scripts, their front ends, and the lessons' self-checks (top layer)
         offenders += [f"{rel} imports {m}" for m in _imported_modules(path)
-                      if m.startswith("tinyrwkv.experiments") and not m.startswith("tinyrwkv.experiments._plotting")
-                      and not (rel in KNOWN and m.startswith(KNOWN[rel]))]
+                      if m.startswith("tinyrwkv.experiments") and not m.startswith("tinyrwkv.experiments._plotting")]
     assert not offenders, offenders

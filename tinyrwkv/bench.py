@@ -15,7 +15,7 @@ implementation runs in its own subprocess (no shared thread pools), ``--rounds``
 each round a figure is the best of ``--repeats``; the table gives the MEDIAN over rounds, and ratios
 are taken within a round (so both sides saw the same machine load), then their median.
 
-The roofline beside them, measured in the same run (``tinyrwkv.experiments.roofline``):
+The roofline beside them, measured in the same run (``tinyrwkv.roofline``):
 
     bandwidth    GB/s of a large parallel read (a Numba prange sum over 512 MB; a numpy copy too)
     decode bound bandwidth / bytes read per token (every weight matrix but the embedding, which
@@ -161,7 +161,7 @@ def worker(name: str, path: str, prompt_length: int, decode_tokens: int, repeats
 
     decode_bytes: bytes of weights one decoding step reads (tinyrwkv only)."""
     if name == "bandwidth":
-        from .experiments.roofline import measure_bandwidth, measure_gemm
+        from .roofline import measure_bandwidth, measure_gemm
         tiny = vocab_size == TINY["vocab_size"]
         gemm = measure_gemm(prompt_length, (TINY if tiny else REAL_169M)["n_embd"], repeats=repeats)
         return {**measure_bandwidth(megabytes=64 if tiny else 512, repeats=max(repeats, 3)), "gemm_gflops": gemm}
@@ -172,7 +172,7 @@ def worker(name: str, path: str, prompt_length: int, decode_tokens: int, repeats
     if name == "tinyrwkv":
         from . import __version__
         from .loading import load
-        from .experiments.roofline import decode_bytes, matrix_weights
+        from .roofline import decode_bytes, matrix_weights
         model = load(path, backend=backend, weights=weights, progress=False)
         extra = {"decode_bytes": decode_bytes(model.params), "flops_per_token": 2 * matrix_weights(model.params)}
         model.forward(prompt[:8], full_output=False)                 # compile / warm up

@@ -5,7 +5,7 @@
     check.arithmetic_intensity(fn)     flops per byte when one read of the weights serves T tokens
     check.quantize_int8(fn)            per-row int8 quantisation: q and the scales
 
-Each check compares the learner's answer with ``tinyrwkv.experiments.roofline`` / ``tinyrwkv.nn.compact``
+Each check compares the learner's answer with ``tinyrwkv.roofline`` / ``tinyrwkv.nn.compact``
 (whose formulas the tests hold against real models' parameters) at a few sizes; when the answer
 matches a typical mistake, the message names the mistake.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..experiments.roofline import (arithmetic_intensity as _intensity, bytes_per_token as _bytes,
-                                    predicted_tokens_per_second, weights_per_token)
+from ..roofline import (arithmetic_intensity as _intensity, bytes_per_token as _bytes,
+                        predicted_tokens_per_second, weights_per_token)
 from ..nn.compact import Int8Weight
 from ._checker import CheckFailed, exercise, expect_close, expect_tuple
 
@@ -38,9 +38,9 @@ def _compare(where, got, want, mistakes):
 
 
 @exercise("13", library=(
-    "tinyrwkv.experiments.roofline:bytes_per_token",
-    "tinyrwkv.experiments.roofline:weights_per_token",
-    "tinyrwkv.experiments.roofline:decode_bytes",
+    "tinyrwkv.roofline:bytes_per_token",
+    "tinyrwkv.roofline:weights_per_token",
+    "tinyrwkv.roofline:decode_bytes",
 ))
 def bytes_per_token(fn):
     """fn(n_layer, n_embd, ffn_dim, vocab_size, bytes_per_weight) -> bytes of weight matrices read per token."""
@@ -63,7 +63,7 @@ def bytes_per_token(fn):
             })
 
 
-@exercise("13", library=("tinyrwkv.experiments.roofline:predicted_tokens_per_second",))
+@exercise("13", library=("tinyrwkv.roofline:predicted_tokens_per_second",))
 def predict_tokens_per_second(fn):
     """fn(bandwidth_gbs, bytes_per_token) -> the fastest possible decoding, tokens/s."""
     for bw, nbytes in ((20.0, 522_504_192), (12.5, 130_626_048), (50.0, 1e6)):
@@ -77,7 +77,7 @@ def predict_tokens_per_second(fn):
         })
 
 
-@exercise("13", library=("tinyrwkv.experiments.roofline:arithmetic_intensity",))
+@exercise("13", library=("tinyrwkv.roofline:arithmetic_intensity",))
 def arithmetic_intensity(fn):
     """fn(bytes_per_weight, tokens_per_call) -> flops per byte of weights read."""
     for b, T in ((4, 8), (1, 1), (2, 512), (4, 1)):

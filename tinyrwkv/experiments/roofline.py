@@ -29,117 +29,15 @@ import time
 import numpy as np
 
 from ..models.rwkv import RWKV, RWKVConfig, init_params
-from ..nn.compact import FORMATS, compact, is_compactable
+from ..nn.compact import FORMATS
+from ..roofline import (arithmetic_intensity, bytes_per_token, bytes_per_weight,  # noqa: F401  (the lesson reads them here too)
+                        compact_params, decode_bytes, matrix_weights, measure_bandwidth, measure_gemm,
+                        predicted_tokens_per_second, weights_per_token)
 from ._cli import experiment_main
 from ._plotting import figure, finish, output_folder
 
 REAL_169M = RWKVConfig(n_layer=12, n_embd=768, vocab_size=50277, ffn_dim=3072)
 FAST = RWKVConfig(n_layer=2, n_embd=256, vocab_size=2000, ffn_dim=1024)
-
-
-# --------------------------------------------------------------------------- the machine
-
-
-def _parallel_sum():
-    from numba import njit, prange
-
-    @njit(parallel=True, fastmath=True, cache=True)
-    def parallel_sum(a):
-        s = np.float32(0.0)
-        for i in prange(a.size):
-            s += a[i]
-        return s
-    return parallel_sum
-
-
-def measure_bandwidth(megabytes: int = 512, repeats: int = 3) -> dict:
-    """Read bandwidth of this machine: GB/s of a parallel (all Numba threads) sum over a float32
-    array of ``megabytes``, far bigger than any cache, best of ``repeats``; and of numpy's copy of it
-    (counting the bytes read and written). Returns {"bandwidth_gbs", "numpy_copy_gbs", "megabytes"}."""
-    a = np.ones(megabytes * 2**20 // 4, np.float32)
-    b = np.empty_like(a)
-    read = _parallel_sum()
-    read(a[:1024])                                   # compile outside the timing
-    best_read = best_copy = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        read(a)
-        best_read = min(best_read, time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        np.copyto(b, a)
-        best_copy = min(best_copy, time.perf_counter() - t0)
-    return {"bandwidth_gbs": a.nbytes / best_read / 1e9, "numpy_copy_gbs": 2 * a.nbytes / best_copy / 1e9,
-            "megabytes": megabytes}
-
-
-def measure_gemm(rows: int = 512, n_embd: int = 768, repeats: int = 3) -> float:
-    """GFLOP/s of float32 BLAS at a prompt's shape: (rows, C) @ (C, 4C), best of ``repeats``."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((rows, n_embd), dtype=np.float32)
-    w = rng.standard_normal((4 * n_embd, n_embd), dtype=np.float32)
-    x @ w.T
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        x @ w.T
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * rows * n_embd * 4 * n_embd / best / 1e9
-
-
-# --------------------------------------------------------------------------- the model's bytes and flops
-
-
-def decode_bytes(params) -> int:
-    """Bytes one decoding step reads: every parameter (matrices in their stored format), but of the
-    embedding only one row."""
-    total = 0
-    for name, value in params.items():
-        if name == "emb.weight":
-            total += value.nbytes // value.shape[0]
-        else:
-            total += value.nbytes
-    return int(total)
-
-
-def weights_per_token(n_layer: int, n_embd: int, ffn_dim: int, vocab_size: int) -> int:
-    """RWKV-4 matrix weights one token multiplies: per layer time-mix key, value, receptance, output
-    (4 C^2) and channel-mix key (F x C), value (C x F), receptance (C^2); then the head (V x C).
-    (The embedding is a lookup: one row, no product.)"""
-    C, F_ = n_embd, ffn_dim
-    return n_layer * (5 * C * C + 2 * C * F_) + vocab_size * C
-
-
-def bytes_per_token(n_layer: int, n_embd: int, ffn_dim: int, vocab_size: int, bytes_per_weight: float) -> float:
-    """Bytes of weight matrices one decoding step reads: every matrix weight once, plus the one
-    embedding row of the token, at ``bytes_per_weight`` each (vectors and scales left out)."""
-    return (weights_per_token(n_layer, n_embd, ffn_dim, vocab_size) + n_embd) * bytes_per_weight
-
-
-def predicted_tokens_per_second(bandwidth_gbs: float, nbytes: float) -> float:
-    """The decode bound: a token cannot be faster than reading its ``nbytes`` at ``bandwidth_gbs`` (1e9 B/s)."""
-    return bandwidth_gbs * 1e9 / nbytes
-
-
-def arithmetic_intensity(bytes_per_weight: float, tokens_per_call: int) -> float:
-    """Flops per byte of weights read when one read of the weights serves ``tokens_per_call`` tokens:
-    2 flops (multiply, add) per weight and token, b bytes per weight: 2 T / b."""
-    return 2.0 * tokens_per_call / bytes_per_weight
-
-
-def matrix_weights(params) -> int:
-    """P: weights in the matrix products of a token (every 2-d matrix but the embedding)."""
-    return int(sum(v.size for k, v in params.items() if np.ndim(v) == 2 and k != "emb.weight"))
-
-
-def compact_params(params, fmt: str):
-    """``params`` with every 2-d ``*.weight`` stored in ``fmt`` (vectors stay float32)."""
-    return {k: compact(v, fmt) if is_compactable(k, np.shape(v)) else v for k, v in params.items()}
-
-
-def bytes_per_weight(params) -> float:
-    """Stored bytes per matrix weight (4, 2, or 1 + the scales' share)."""
-    mats = [v for k, v in params.items() if np.ndim(v) == 2 and k != "emb.weight"]
-    return sum(v.nbytes for v in mats) / sum(v.size for v in mats)
 
 
 # --------------------------------------------------------------------------- measurements
