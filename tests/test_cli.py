@@ -133,7 +133,8 @@ def test_bench_machinery_tiny(capsys):
         fields = line.split()
         of_bound = next(f for f in fields if f.endswith("%"))      # of the decode bound measured in the same run
         decode, prompt = float(fields[2]), float(fields[fields.index(of_bound) + 1])
-        assert decode > 0 and prompt > 0 and np.isfinite(decode) and float(of_bound[:-1]) > 0
+        # (the tiny model's bound is thousands of tokens/s, so its share may print as 0%)
+        assert decode > 0 and prompt > 0 and np.isfinite(decode) and 0 <= float(of_bound[:-1]) <= 100
     assert "read bandwidth" in out and "GEMM" in out
     assert_usage_error(*run(capsys, "bench", "--tiny", "--weights", "fp32,int4"), "--weights", "int4")
     assert_usage_error(*run(capsys, "bench", "--tiny", "--repeats", "0"), "--repeats must be >= 1")
