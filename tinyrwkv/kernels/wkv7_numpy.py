@@ -61,20 +61,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import wkv6_numpy
+
 INPUT_NAMES = ("r", "w", "k", "v", "a", "b")
 
 
-def empty_state(B, H, N, dtype=np.float32):
-    """The empty WKV-7 state (no past): zeros (B, H, N, N), indexed [b, h, value i, key j]."""
-    return np.zeros((B, H, N, N), dtype)
-
-
-def starting_state(state, B, H, N, dtype):
-    """A fresh C-contiguous (B, H, N, N) state of ``dtype`` a backend may update in place:
-    zeros when ``state`` is None, else a copy (the caller's array is never modified)."""
-    if state is None:
-        return empty_state(B, H, N, dtype)
-    return np.array(state, dtype=dtype, order="C")
+# The state is the same (B, H, N, N) array as WKV-5/6's (zeros when empty, copied before a backend
+# updates it in place); WKV-7 reads it as [b, h, value i, key j].
+empty_state, starting_state = wkv6_numpy.empty_state, wkv6_numpy.starting_state
 
 
 def check_inputs(r, w, k, v, a, b, state=None, gy=None, fn="wkv7.forward", step=False):
