@@ -52,9 +52,8 @@ from .. import layouts
 from ..kernels import get_wkv
 from ..nn import check_tokens
 from ..nn import functional as F
-from .base import LanguageModel
-from .rwkv import ParamScope, RWKVConfig, check_params, token_mix
-from .rwkv_train import mix_backward, orthogonal, token_shift_backward
+from .rwkv import RWKVConfig, check_params, token_mix
+from .rwkv_train import BlockwiseTrainable, orthogonal, token_shift_backward
 
 # The decay factor is w = exp(-DECAY_SCALE * sigmoid(.)): DECAY_SCALE = e^{-1/2} (BlinkDL writes
 # it as w = -softplus(-z) - 0.5 for the log-log decay; exp(-exp(that)) is the same number).
@@ -336,7 +335,7 @@ def init_rwkv7_params(config: RWKVConfig, seed: int = 0) -> dict[str, np.ndarray
 # --------------------------------------------------------------------------- the trainable model
 
 
-class RWKV7LanguageModel(LanguageModel):
+class RWKV7LanguageModel(BlockwiseTrainable):
     """RWKV-7 as a trainable ``LanguageModel``: parallel-mode forward with caches, hand-written backward.
 
         model = RWKV7LanguageModel(rwkv7_config(n_layer=4, n_embd=64, vocab_size=61, ffn_dim=256, head_size=16))
@@ -372,14 +371,6 @@ class RWKV7LanguageModel(LanguageModel):
         return (f"RWKV7LanguageModel(n_layer={s.n_layer}, n_embd={s.n_embd}, head_size={s.head_size}, "
                 f"ffn_dim={s.ffn_dim}, vocab_size={s.vocab_size}, params={self.num_parameters():,}, "
                 f"backend={self.backend!r})")
-
-    def _blocks(self):
-        return [(ParamScope(self.params, f"blocks.{i}.att."), ParamScope(self.params, f"blocks.{i}.ffn."))
-                for i in range(self.config.n_layer)]
-
-    def _add_grads(self, prefix: str, grads: Mapping):
-        for name, g in grads.items():
-            self.grads[prefix + name] += g
 
     # -- parallel mode, with caches --------------------------------------------------------------
 

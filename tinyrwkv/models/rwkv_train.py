@@ -248,7 +248,21 @@ def init_rwkv4_params(config: RWKVConfig, seed: int = 0, emb_scale: float = 1e-4
 # --------------------------------------------------------------------------- the trainable model
 
 
-class RWKVLanguageModel(LanguageModel):
+class BlockwiseTrainable(LanguageModel):
+    """What the trainable RWKVs (this file's RWKV-4, rwkv7_train's RWKV-7) share: per-layer windows on
+    the parameter dict, and adding a block's gradients under its prefix."""
+
+    def _blocks(self):
+        """(att, ffn) parameter windows per layer, on the *current* dict (astype replaces it)."""
+        return [(ParamScope(self.params, f"blocks.{i}.att."), ParamScope(self.params, f"blocks.{i}.ffn."))
+                for i in range(self.config.n_layer)]
+
+    def _add_grads(self, prefix: str, grads: Mapping):
+        for name, g in grads.items():
+            self.grads[prefix + name] += g
+
+
+class RWKVLanguageModel(BlockwiseTrainable):
     """RWKV-4 as a trainable ``LanguageModel``: parallel-mode forward with caches, hand-written backward.
 
         model = RWKVLanguageModel(RWKVConfig(n_layer=4, n_embd=64, vocab_size=61, ffn_dim=256))
@@ -286,15 +300,6 @@ class RWKVLanguageModel(LanguageModel):
         c = self.config
         return (f"RWKVLanguageModel(n_layer={c.n_layer}, n_embd={c.n_embd}, ffn_dim={c.ffn_dim}, "
                 f"vocab_size={c.vocab_size}, params={self.num_parameters():,}, backend={self.backend!r})")
-
-    def _blocks(self):
-        """(att, ffn) parameter windows per layer, on the *current* dict (astype replaces it)."""
-        return [(ParamScope(self.params, f"blocks.{i}.att."), ParamScope(self.params, f"blocks.{i}.ffn."))
-                for i in range(self.config.n_layer)]
-
-    def _add_grads(self, prefix: str, grads: Mapping):
-        for name, g in grads.items():
-            self.grads[prefix + name] += g
 
     # -- parallel mode, with caches --------------------------------------------------------------
 
