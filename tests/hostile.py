@@ -19,7 +19,8 @@ from typing import Optional
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-_CHILD = r"""
+# Both children start the same way: cap the address space (argv[1] MiB), and read their own peak memory.
+_PRELUDE = r"""
 import json, os, resource, sys, time
 limit = int(sys.argv[1]) * 2**20
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -29,7 +30,9 @@ def peak_mb():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-PATH = sys.argv[2]
+"""
+
+_CHILD = _PRELUDE + r"""PATH = sys.argv[2]
 result = {"error_type": None, "error_module": None, "message": None}
 import numpy, tinyrwkv.errors                     # imported before the clock starts
 exec(compile(sys.argv[4], "<setup>", "exec"))     # e.g. the imports the snippet needs, also before it
@@ -85,17 +88,7 @@ def run_isolated(snippet: str, path, *, mem_mb: int = 1536, timeout: float = 60,
                    r["maxrss_mb"], proc.stderr, r.get("baseline_mb", float("nan")))
 
 
-_MANY = r"""
-import json, resource, sys, time
-limit = int(sys.argv[1]) * 2**20
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-def peak_mb():
-    # VmHWM: this process image's peak RSS. (ru_maxrss would include the parent's, inherited across fork + exec.)
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-cases = json.loads(open(sys.argv[2]).read())
+_MANY = _PRELUDE + r"""cases = json.loads(open(sys.argv[2]).read())
 import numpy, tinyrwkv.errors
 exec(compile(sys.argv[3], "<setup>", "exec"))      # defines run(path)
 for path in cases:
