@@ -67,6 +67,13 @@ def test_linear_equals_float32_product_with_the_dequantised_matrix(fmt, rows):
     want = x.astype(np.float64) @ W.to_float32().T.astype(np.float64)
     got = F.linear(x, W)
     assert got.dtype == np.float32 and got.shape == (rows, 37)
+    if fmt == "int8" and rows == 1:            # the integer kernel: x rounded to int16 steps first
+        x16, step = M.quantize_x16(x[0], 48)
+        assert np.abs(x16).max() == M.xq_max(48)
+        np.testing.assert_array_less(np.abs(x16 * np.float64(step) - x[0]), 0.5 * step * (1 + 1e-6))
+        bound = 0.5 * step * np.abs(W.to_float32()).sum(axis=1)        # sum_k |w| |x16 step - x|
+        assert np.all(np.abs(got[0] - want[0]) <= bound + 1e-5 * np.abs(want[0]) + 1e-6)
+        want = (x16 * np.float64(step) @ W.to_float32().T.astype(np.float64))[None]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(F.linear(x.reshape(1, rows, 48), W)[0], got, rtol=1e-6, atol=1e-6)
 
@@ -89,8 +96,9 @@ def test_parallel_and_one_thread_kernels_agree(rows):
         for k8, k16 in ((M.int8_matvec1, M.bf16_matvec1), (M.int8_matvec1_serial, M.bf16_matvec1_serial)):
             y8, y16 = np.empty(70, np.float32), np.empty(70, np.float32)
             k8(W8.q, W8.scales, x[0], y8)
-            k16(W16.words, x[0], y16)
-            np.testing.assert_allclose(y8, outs[0][0], rtol=1e-5, atol=1e-5)
+            k16(W16.pairs, x[0], y16)
+            x16, step = M.quantize_x16(x[0], 64)               # int8: integer sums of x in int16 steps
+            np.testing.assert_allclose(y8, x16 * step @ W8.to_float32().T, rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(y16, outs[2][0], rtol=1e-5, atol=1e-5)
     G8 = Int8Weight.from_float32(w, group=16)
     M.int8_matvec_grouped(G8.q, G8.scales, x, outs[0])
@@ -141,6 +149,32 @@ def test_kernels_inner_loops_are_vectorised():
     assert asm["vcvtdq2ps"] > 0 and asm["vfmadd231ps"] + asm["vfmadd213ps"] > 0, asm
     asm = M.asm_summary(M.bf16_matvec, np.zeros((4, 64), np.uint16), x, out)
     assert asm["vpslld"] > 0 and asm["vfmadd231ps"] + asm["vfmadd213ps"] > 0, asm
+    # decoding's one-row kernels: integer multiply-adds of int16 pairs; bf16 pairs split by shift and
+    # mask; both ask for the bytes ahead (prefetcht2)
+    asm = M.asm_summary(M.int8_matvec1, q, s, x[0], out[0])
+    assert asm["vpmaddwd"] + asm["vpdpwssd"] > 0, asm        # (vcvtdq2ps: the inf/NaN fallback loop)
+    assert asm["prefetcht2"] > 0, asm
+    asm = M.asm_summary(M.bf16_matvec1, np.zeros((4, 32), np.uint32), x[0], out[0])
+    assert asm["vpslld"] > 0 and asm["vpand"] + asm["vpblendw"] > 0 and asm["prefetcht2"] > 0, asm
+
+
+def test_int8_one_row_kernel_edge_inputs():
+    """The integer kernel's corners: x all zeros (step 0), x holding inf / NaN (the float32 loop, so
+    they propagate as in float32), and K past the int32 limit (the float kernel)."""
+    W = Int8Weight.from_float32(random_matrix(5, 8))
+    y = np.empty(5, np.float32)
+    M.int8_matvec1(W.q, W.scales, np.zeros(8, np.float32), y)
+    np.testing.assert_array_equal(y, 0)
+    x = np.ones(8, np.float32)
+    x[3] = np.inf
+    M.int8_matvec1(W.q, W.scales, x, y)
+    want = x @ W.to_float32().T
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_array_equal(y[~np.isnan(y)], want[~np.isnan(want)])
+    assert M.xq_max(768) == 21845 and M.xq_max(3072) == 5461 and M.xq_max(M.INT8_INTEGER_MAX_K) >= 255
+    wide = Int8Weight.from_float32(random_matrix(2, M.INT8_INTEGER_MAX_K + 2))
+    x = np.random.default_rng(0).standard_normal((1, wide.shape[1])).astype(np.float32)
+    np.testing.assert_allclose(F.linear(x, wide), x @ wide.to_float32().T, rtol=1e-4, atol=1e-3)
 
 
 # --------------------------------------------------------------------------- loading

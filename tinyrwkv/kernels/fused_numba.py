@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from . import FASTMATH, one_thread_twin
+
 # rows (B x T) from which the parallel versions are used
 PARALLEL_MIN_ROWS = 32
 
@@ -69,11 +71,11 @@ def _squared_relu(k):
 
 
 ln_shift_mix_parallel = njit(parallel=True, cache=True)(_ln_shift_mix)
-ln_shift_mix_serial = njit(cache=True)(_ln_shift_mix)
-sigmoid_gate_parallel = njit(parallel=True, fastmath=True, cache=True)(_sigmoid_gate)
-sigmoid_gate_serial = njit(fastmath=True, cache=True)(_sigmoid_gate)
-squared_relu_parallel = njit(parallel=True, fastmath=True, cache=True)(_squared_relu)
-squared_relu_serial = njit(fastmath=True, cache=True)(_squared_relu)
+ln_shift_mix_serial = one_thread_twin(ln_shift_mix_parallel)
+sigmoid_gate_parallel = njit(parallel=True, fastmath=FASTMATH, cache=True)(_sigmoid_gate)
+sigmoid_gate_serial = one_thread_twin(sigmoid_gate_parallel)
+squared_relu_parallel = njit(parallel=True, fastmath=FASTMATH, cache=True)(_squared_relu)
+squared_relu_serial = one_thread_twin(squared_relu_parallel)
 
 
 def ln_shift_mix(x, x_prev, weight, bias, eps, mus):

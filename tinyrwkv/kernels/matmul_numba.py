@@ -22,9 +22,9 @@ vectorised 16 float32 lanes wide, unrolled, with
     bf16:  vpmovzxwd (16 uint16 -> 16 uint32), vpslld 16 (the 16 bits become the high half of a
            float32, which *is* the bf16 value: exact), vfmadd231ps
 
-and the outer loop over output rows runs on all Numba threads (``prange``). fastmath lets LLVM
+and the outer loop over output rows runs on all Numba threads (``prange``). ``FASTMATH`` lets LLVM
 reassociate the float sum (several partial accumulators), so results differ from a strict
-left-to-right sum by float32 rounding only. Integer dot-product instructions (vpdpbusd) are not
+left-to-right sum by float32 rounding only; inf and NaN keep their IEEE meaning. Integer dot-product instructions (vpdpbusd) are not
 used: they would need x quantised too, which costs accuracy and is not needed to reach the
 memory bound.
 """
@@ -35,6 +35,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from . import FASTMATH, one_thread_twin
+
 # at or above this many rows of x, dequantise-a-block-then-BLAS beats the kernels (measured at 169M
 # shapes on 2 cores: see tinyrwkv.experiments.roofline / bench)
 BLAS_MIN_ROWS = 16
@@ -44,6 +46,14 @@ BLOCK_ELEMENTS = 1 << 20
 # it saves (and on a busy machine a parallel region waits for a descheduled worker: measured 27 ms
 # instead of 1.7 ms for a 768 x 768 int8 matvec at load average 57 on 2 cores)
 PARALLEL_MIN_WEIGHTS = 1 << 16
+# decoding streams every weight from memory once per token; the hardware prefetcher alone kept the
+# kernels at 8-10 GB/s on a chain of the 85 matrices of a 169M token (numpy's BLAS sgemv: ~20). Asking
+# for the bytes this far ahead of the row being multiplied (into L2: ``prefetch``) took the int8 chain to
+# 24-26 GB/s and bf16 to ~21 (measured on 2 cores; 32 KiB ahead beat 4, 16, 64, 128 and 256 KiB).
+PREFETCH_AHEAD_BYTES = 32 * 1024
+CACHE_LINE = 64
+# int8 x int16 products summed in int32 must not overflow: |q| <= 128, |x16| <= XQ_MAX(K) (see quantize_x16)
+INT32_MAX = 2**31 - 1
 
 
 @intrinsic
@@ -54,6 +64,34 @@ def _as_float32(typingctx, bits):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.FloatType())
     return sig, codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, index):
+    """Asks the CPU to start bringing the cache line holding ``arr[index]`` (1-d array) into L2
+    (LLVM's llvm.prefetch: read, locality 1 = keep in the outer caches, data; on x86 ``prefetcht2``).
+    A hint: it never faults and costs one instruction; the caller keeps ``index`` inside ``arr``."""
+    sig = types.void(arr, index)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        address = builder.bitcast(builder.gep(ary.data, [args[1]]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [address.type, i32, i32, i32]))
+        builder.call(fn, [address, ir.Constant(i32, 0), ir.Constant(i32, 1), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@njit(inline="always")
+def prefetch_ahead(flat, start, count, itemsize):
+    """Prefetches ``count`` items of ``flat`` from ``start + PREFETCH_AHEAD_BYTES / itemsize`` on, one
+    cache line at a time, stopping at the end of ``flat``: the row a thread will reach a little later."""
+    first = start + PREFETCH_AHEAD_BYTES // itemsize
+    stop = min(first + count, flat.size)
+    for i in range(first, stop, CACHE_LINE // itemsize):
+        prefetch(flat, i)
 
 
 @njit(inline="always")
@@ -68,7 +106,7 @@ def bf16_to_float32(word):
 # W[n, k] ~= q[n, k] * scales[n, k // group].
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
 def int8_matvec(q, scales, x, out):
     """out[r, n] = scales[n, 0] sum_k q[n, k] x[r, k]   for x (R, K), out (R, N), R small: one scale per
     output row (scales (N, 1)), applied once to the row's sum.
@@ -86,34 +124,103 @@ def int8_matvec(q, scales, x, out):
             out[r, n] = acc * scales[n, 0]
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(cache=True)
+def xq_max(K):
+    """The largest |x16| for which a row's sum of K products q x16 fits int32: 128 * XQ * K <= 2^31 - 1,
+    at most 32767 (int16). 22017 for K = 768, 5461 for K = 3072."""
+    return min(32767, INT32_MAX // (128 * K))
+
+
+@njit(cache=True)
+def quantize_x16(x, K):
+    """x (K,) float32 -> (x16 (K,) int16, step): x ~= x16 * step, round to nearest, the largest |x|
+    mapped to ``xq_max(K)``. A relative error <= 0.5 / xq_max(K) of max|x| per entry (~1e-4 at K = 3072),
+    ~40x below int8's 0.5 / 127 of a weight row's max: what the integer sum below costs in accuracy.
+    step = 0 when x is all zeros; returns step = NaN when x holds inf or NaN (the caller then falls
+    back to floats)."""
+    amax = np.float32(0.0)
+    for k in range(K):
+        amax = max(amax, abs(x[k]))
+    x16 = np.zeros(K, np.int16)
+    if not np.isfinite(amax):
+        return x16, np.float32(np.nan)
+    if amax == 0:
+        return x16, np.float32(0.0)
+    inv = np.float32(xq_max(K)) / amax
+    for k in range(K):
+        x16[k] = np.int16(np.rint(x[k] * inv))
+    return x16, amax / np.float32(xq_max(K))
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
 def int8_matvec1(q, scales, x, out):
-    """``int8_matvec`` for one row of x: x (K,), out (N,). The 1-d x lets LLVM unroll the inner loop
-    4x (26 vpmovsxbd/vcvtdq2ps against 5 for the (R, K) kernel) and the rows scale with threads:
-    measured on the 50277 x 768 head from memory, 6.3 GB/s on one thread, 12.0 on two (the (R, K)
-    kernel: ~6 on either)."""
+    """``int8_matvec`` for one row of x (decoding one token): x (K,), out (N,), in integers.
+
+    x is quantised once to int16 (``quantize_x16``); each output is then an exact int32 sum
+
+        out[n] = (sum_k q[n, k] x16[k]) * scales[n, 0] * step
+
+    which LLVM turns into ``vpmaddwd`` (16 products of int16 pairs summed into 8 int32 lanes per
+    instruction: q sign-extended by ``vpmovsxbw``) instead of widening every weight to float32. With
+    ``prefetch_ahead`` asking for the bytes 32 KiB ahead, the 85 matrices of a 169M token stream at
+    ~24-26 GB/s on 2 cores (the float32-accumulating kernel: 8-10 GB/s). K <= 65536 (``xq_max`` >= 255);
+    x holding inf or NaN takes the float32 loop, so such values propagate as in float32 arithmetic."""
     N, K = q.shape
+    x16, step = quantize_x16(x, K)
+    flat = q.reshape(-1)
+    if np.isnan(step):
+        for n in prange(N):
+            acc = np.float32(0.0)
+            for k in range(K):
+                acc += np.float32(q[n, k]) * x[k]
+            out[n] = acc * scales[n, 0]
+        return
     for n in prange(N):
+        prefetch_ahead(flat, n * K, K, 1)
         qn = q[n]
-        acc = np.float32(0.0)
-        for k in range(K):
-            acc += np.float32(qn[k]) * x[k]
-        out[n] = acc * scales[n, 0]
+        acc = np.int32(0)
+        for k in range(K):                                  # vectorised: vpmovsxbw, vpmaddwd, vpaddd
+            acc += np.int32(qn[k]) * np.int32(x16[k])
+        # Numba types int32 * int32 as int64; truncating the sum to int32 (exact: see xq_max) is what
+        # lets LLVM keep the whole reduction in 32-bit lanes and use vpmaddwd (without it: scalar imul)
+        out[n] = np.float32(np.int32(acc)) * (scales[n, 0] * step)
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def bf16_matvec1(words, x, out):
-    """``bf16_matvec`` for one row of x: x (K,), out (N,) (see ``int8_matvec1``)."""
-    N, K = words.shape
+# the integer kernel's limit on K (beyond it, the float32 kernel int8_matvec)
+INT8_INTEGER_MAX_K = 1 << 16
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def bf16_matvec1(pairs, x, out):
+    """``bf16_matvec`` for one row of x (decoding one token): x (K,), out (N,), K even, the weights
+    read as ``pairs`` (N, K / 2) uint32 (the (N, K) uint16 words viewed two at a time: on a
+    little-endian CPU word 2j is the low half, word 2j + 1 the high half).
+
+    Each uint32 gives two float32 with two integer ops and no widening loads:
+
+        w[2j + 1] = the bits with the low half cleared    (pairs[j] & 0xFFFF0000)
+        w[2j]     = the low half moved up                  (pairs[j] << 16)
+
+    against x split once into its even and odd entries. Prefetched 32 KiB ahead like ``int8_matvec1``:
+    ~21 GB/s on the 169M chain on 2 cores (the uint16 kernel without prefetch: ~18)."""
+    N, K2 = pairs.shape
+    x_even = np.empty(K2, np.float32)
+    x_odd = np.empty(K2, np.float32)
+    for j in range(K2):
+        x_even[j] = x[2 * j]
+        x_odd[j] = x[2 * j + 1]
+    flat = pairs.reshape(-1)
     for n in prange(N):
-        wn = words[n]
+        prefetch_ahead(flat, n * K2, K2, 4)
+        pn = pairs[n]
         acc = np.float32(0.0)
-        for k in range(K):
-            acc += bf16_to_float32(wn[k]) * x[k]
+        for j in range(K2):                                 # vectorised: vpslld, vpand, 2 x vfmadd
+            u = pn[j]
+            acc += _as_float32(u << np.uint32(16)) * x_even[j] + _as_float32(u & np.uint32(0xFFFF0000)) * x_odd[j]
         out[n] = acc
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
 def int8_matvec_grouped(q, scales, x, out):
     """out[r, n] = sum_k q[n, k] scales[n, k // group] x[r, k], scales (N, G), group = K / G: one sum per
     group, scaled once. Parallel over n."""
@@ -133,7 +240,7 @@ def int8_matvec_grouped(q, scales, x, out):
             out[r, n] = acc
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
 def int8_dequantize_rows(q, scales, n0, out):
     """out[i, :] = q[n0 + i, :] * scales[n0 + i, group of k], float32: rows n0 .. n0 + len(out)."""
     K = q.shape[1]
@@ -152,7 +259,7 @@ def int8_dequantize_rows(q, scales, n0, out):
 # words: (N, K) uint16, the high halves of the float32 weights (rounded to nearest even).
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
 def bf16_matvec(words, x, out):
     """out[r, n] = sum_k bf16(words[n, k]) x[r, k]   for x (R, K), out (R, N), R small. Parallel over n."""
     N, K = words.shape
@@ -175,11 +282,11 @@ def bf16_dequantize_rows(words, n0, out):
 
 
 # one-thread twins (prange runs as range), for small matrices and NUMBA_NUM_THREADS=1
-int8_matvec_serial = njit(fastmath=True, cache=True)(int8_matvec.py_func)
-int8_matvec1_serial = njit(fastmath=True, cache=True)(int8_matvec1.py_func)
-bf16_matvec1_serial = njit(fastmath=True, cache=True)(bf16_matvec1.py_func)
-int8_matvec_grouped_serial = njit(fastmath=True, cache=True)(int8_matvec_grouped.py_func)
-bf16_matvec_serial = njit(fastmath=True, cache=True)(bf16_matvec.py_func)
+int8_matvec_serial = one_thread_twin(int8_matvec)
+int8_matvec1_serial = one_thread_twin(int8_matvec1)
+bf16_matvec1_serial = one_thread_twin(bf16_matvec1)
+int8_matvec_grouped_serial = one_thread_twin(int8_matvec_grouped)
+bf16_matvec_serial = one_thread_twin(bf16_matvec)
 
 
 def use_threads(weights: int) -> bool:
@@ -204,8 +311,8 @@ def asm_summary(kernel, *arg_types) -> dict:
     twin = numba.njit(**options)(kernel.py_func)
     twin.compile(sig)
     asm = twin.inspect_asm(sig)
-    wanted = ("vpmovsxbd", "vpmovzxwd", "vpslld", "vcvtdq2ps", "vfmadd231ps", "vfmadd213ps",
-              "vpdpbusd", "vpmaddwd", "vdpbf16ps")
+    wanted = ("vpmovsxbd", "vpmovsxbw", "vpmovzxwd", "vpslld", "vpand", "vpblendw", "vcvtdq2ps", "vfmadd231ps",
+              "vfmadd213ps", "vpdpbusd", "vpmaddwd", "vpdpwssd", "vdpbf16ps", "prefetcht2")
     counts = {m: asm.count(m) for m in wanted}
     counts["zmm"] = asm.count("zmm")
     counts["ymm"] = asm.count("ymm")

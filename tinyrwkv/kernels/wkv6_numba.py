@@ -16,11 +16,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from . import FASTMATH
 from .wkv6_numpy import check_inputs, starting_state
 
 
-# Reassociating float sums lets LLVM vectorise the row loops (see wkv7_numba); NaN and inf stay IEEE.
-FASTMATH = {"reassoc", "contract"}
 
 
 @njit(cache=True, fastmath=FASTMATH)

@@ -17,13 +17,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from . import FASTMATH
 from .wkv7_numpy import check_inputs, starting_state
 
+# FASTMATH (reassociation) lets LLVM vectorise the two dot products of every row (sa and y): measured
+# at B=1, T=512, H=12, N=64, 143 ms -> 24 ms.
 
-# Reassociating float sums lets LLVM vectorise the two dot products of every row (sa and y); it
-# changes the float32 rounding by ~1e-6 relative, not the math (measured at B=1, T=512, H=12, N=64:
-# 143 ms -> 24 ms). No other fast-math licence (NaN and inf stay as IEEE says).
-FASTMATH = {"reassoc", "contract"}
+
 
 
 @njit(cache=True, fastmath=FASTMATH)

@@ -27,6 +27,8 @@ of the bytes and every op touches them.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 FORMATS = ("fp32", "bf16", "int8")
@@ -120,6 +122,9 @@ class BF16Weight(CompactWeight):
             raise ValueError(f"BF16Weight: words must be a 2-d uint16 array, got {words.dtype} {words.shape}")
         self.words = np.ascontiguousarray(words)
         self.shape = self.words.shape
+        # the same bytes two words at a time, for the one-token kernel (even K, little-endian CPUs)
+        self.pairs = (self.words.view(np.uint32) if self.shape[1] % 2 == 0 and sys.byteorder == "little"
+                      else None)
 
     @classmethod
     def from_float32(cls, w) -> "BF16Weight":
@@ -132,8 +137,8 @@ class BF16Weight(CompactWeight):
     def _matvec(self, x2, y):
         from ..kernels import matmul_numba as M
         threads = M.use_threads(self.size)
-        if len(x2) == 1:                                               # one token: the 1-d kernel
-            (M.bf16_matvec1 if threads else M.bf16_matvec1_serial)(self.words, x2[0], y[0])
+        if len(x2) == 1 and self.pairs is not None:                    # one token: the 1-d kernel
+            (M.bf16_matvec1 if threads else M.bf16_matvec1_serial)(self.pairs, x2[0], y[0])
         else:
             (M.bf16_matvec if threads else M.bf16_matvec_serial)(self.words, x2, y)
 
@@ -200,7 +205,8 @@ class Int8Weight(CompactWeight):
     def _matvec(self, x2, y):
         from ..kernels import matmul_numba as M
         threads = M.use_threads(self.size)
-        if self.scales.shape[1] == 1 and len(x2) == 1:                 # one token, one scale per row
+        if self.scales.shape[1] == 1 and len(x2) == 1 and self.shape[1] <= M.INT8_INTEGER_MAX_K:
+            # one token, one scale per row: the integer kernel
             (M.int8_matvec1 if threads else M.int8_matvec1_serial)(self.q, self.scales, x2[0], y[0])
             return
         if self.scales.shape[1] == 1:                                  # one scale per row
