@@ -1,11 +1,11 @@
-"""Matrix products that read compact weights (bf16 words, int8 + scales), accumulating in float32.
+"""Matrix products that read compact weights (bf16 words, int8 + scales) without unpacking them to memory.
 
     y = W x  for every row of x:   x (R, K) float32, W (N, K) stored compactly, y (R, N) float32
 
 Two regimes, two strategies (``tinyrwkv.nn.compact`` picks one per call):
 
-* few rows (RNN-mode decoding: R = batch size, 1..8): the kernels below read each weight once, turn it
-  into a float32 in a register and multiply-add it. Decoding is bound by memory bandwidth (every weight
+* few rows (RNN-mode decoding: R = batch size, 1..8): the kernels below read each weight once and
+  multiply-add it in a register (as float32, or for one int8 token as an integer against x in int16). Decoding is bound by memory bandwidth (every weight
   is read once per token and used for R multiply-adds), so bytes read per weight are what count:
   4 for float32, 2 for bf16, 1 for int8 (+ 4 bytes of scale per row or per group).
 * many rows (a prompt, R >= ``BLAS_MIN_ROWS``): the products are bound by arithmetic, so a block of
@@ -13,20 +13,25 @@ Two regimes, two strategies (``tinyrwkv.nn.compact`` picks one per call):
   the conversion costs one pass over the block, the product 2 R flops per weight.
 
 What the compiler makes of them (checked with ``kernel.inspect_asm(sig)`` on an x86-64 CPU with
-AVX-512 (flags avx512f/bw/vnni, avx512_bf16): see ``asm_summary``): the inner loop over K is
-vectorised 16 float32 lanes wide, unrolled, with
+AVX-512 (flags avx512f/bw/vnni, avx512_bf16), LLVM preferring 256-bit vectors: see ``asm_summary``,
+and ``tests/test_compact.py`` holds them to it): the inner loop over K is vectorised and unrolled.
 
-    int8:  vpmovsxbd (16 int8 -> 16 int32, sign-extended, straight from memory), vcvtdq2ps
-           (-> float32), vfmadd231ps (acc += w * x); the row's (or group's) scale multiplies the
-           sum once, after the loop, not every weight
-    bf16:  vpmovzxwd (16 uint16 -> 16 uint32), vpslld 16 (the 16 bits become the high half of a
-           float32, which *is* the bf16 value: exact), vfmadd231ps
+    one token (decoding's hot path; ``int8_matvec1``, ``bf16_matvec1``)
+      int8:  x rounded once to int16 steps (``quantize_x16``); vpmovsxbw (int8 -> int16),
+             vpmaddwd (16 int16 products summed pairwise into 8 exact int32 lanes), vpaddd; one
+             float multiply per row (its scale x x's step), none per weight
+      bf16:  the words read two at a time as uint32; vpslld 16 / a blend with zero give the two
+             float32 (bf16 *is* the high half of a float32: exact), 2 x vfmadd231ps
+      both:  ``prefetch_ahead`` (prefetcht2) asks for the bytes 32 KiB ahead of the row in hand
+    a few tokens (batched decoding; ``int8_matvec``, ``bf16_matvec``)
+      int8:  vpmovsxbd (int8 -> int32), vcvtdq2ps (-> float32), vfmadd231ps; the scale once per row
+      bf16:  vpmovzxwd (uint16 -> uint32), vpslld 16, vfmadd231ps
 
-and the outer loop over output rows runs on all Numba threads (``prange``). ``FASTMATH`` lets LLVM
-reassociate the float sum (several partial accumulators), so results differ from a strict
-left-to-right sum by float32 rounding only; inf and NaN keep their IEEE meaning. Integer dot-product instructions (vpdpbusd) are not
-used: they would need x quantised too, which costs accuracy and is not needed to reach the
-memory bound.
+and the outer loop over output rows runs on all Numba threads (``prange``; small matrices take the
+``*_serial`` one-thread twins). ``FASTMATH`` lets LLVM reassociate the float sums (several partial
+accumulators), so results differ from a strict left-to-right sum by float32 rounding only; inf and
+NaN keep their IEEE meaning. VNNI's vpdpbusd (u8 x s8) is not used: it needs x in 8 bits, ~256x
+coarser than the int16 steps above, and the int16 sum already outruns memory.
 """
 from __future__ import annotations
 
