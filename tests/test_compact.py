@@ -246,6 +246,19 @@ def test_tiny_model_perplexity_and_agreement(tiny_corpus_ids, fmt, bound):
     assert (a.argmax(-1) == b.argmax(-1)).mean() > (0.99 if fmt == "bf16" else 0.97)
 
 
+@pytest.mark.parametrize("fmt, bound", [("bf16", 1e-3), ("int8", 1e-2)])
+def test_tiny_model_decoding_perplexity_and_agreement(tiny_corpus_ids, fmt, bound):
+    """The same bounds for RNN-mode decoding, which runs the one-token kernels (int8: integer sums
+    against x rounded to int16 steps) instead of the prompt's dequantise-then-BLAS."""
+    from tinyrwkv.experiments.roofline import _logits
+    ids = tiny_corpus_ids[:601]
+    m32, m = load("tiny", progress=False), load("tiny", weights=fmt, progress=False)
+    a, b = _logits(m32, ids[:-1], "decode"), _logits(m, ids[:-1], "decode")
+    p32, p = (float(np.exp(F.cross_entropy(z, ids[1:])[0])) for z in (a, b))
+    assert abs(p / p32 - 1) < bound, (fmt, p, p32)
+    assert (a.argmax(-1) == b.argmax(-1)).mean() > (0.99 if fmt == "bf16" else 0.97)
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_serial_equals_parallel_and_batched_decoding(fmt):
     """RNN-mode steps (the kernels) and parallel mode (dequantise + BLAS) compute the same model."""

@@ -18,7 +18,7 @@ q = np.ones((4, 8), np.int8); s = np.ones((4, 1), np.float32); g = np.ones((4, 2
 words = np.ones((4, 8), np.uint16); pairs = words.view(np.uint32)
 x = np.ones((2, 8), np.float32); out = np.empty((2, 4), np.float32)
 h = np.ones((1, 3, 8), np.float32); prev = np.zeros((1, 8), np.float32); w8 = np.ones(8, np.float32)
-mus = np.ones((2, 8), np.float32); mixed = np.empty((2, 1, 3, 8), np.float32); ln = np.empty((1, 3, 8), np.float32)
+mus = (np.ones(8, np.float32), np.ones(8, np.float32)); mixed = np.empty((2, 1, 3, 8), np.float32); ln = np.empty((1, 3, 8), np.float32)
 calls = {
     "int8_matvec": (q, s, x, out), "int8_matvec1": (q, s, x[0], out[0]), "bf16_matvec1": (pairs, x[0], out[0]),
     "int8_matvec_grouped": (q, g, x, out), "bf16_matvec": (words, x, out),

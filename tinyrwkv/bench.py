@@ -17,9 +17,13 @@ are taken within a round (so both sides saw the same machine load), then their m
 
 The roofline beside them, measured in the same run (``tinyrwkv.roofline``):
 
-    bandwidth    GB/s of a large parallel read (a Numba prange sum over 512 MB; a numpy copy too)
-    decode bound bandwidth / bytes read per token (every weight matrix but the embedding, which
-                 gives one row): the fastest decoding that format can do on this machine
+    bandwidth    GB/s of a large parallel read: the faster of a Numba prange sum over 512 MB with and
+                 without software prefetch (a numpy copy too)
+    decode bound bytes read per token (every weight matrix but the embedding, which gives one row)
+                 / the read bandwidth *at that many bytes*, measured in the format's own worker right
+                 after its timing: the fastest decoding that format can do on this machine. (A 131 MB
+                 int8 model can sit partly in a large L3 where 523 MB of fp32 cannot: each format is
+                 held to the bandwidth of its own working set, not to the slower 512 MB figure.)
     GEMM         GFLOP/s of float32 sgemm at the prompt's shapes; "prompt GFLOP/s" is 2 x (matrix
                  weights) x tokens / time, so prompt / GEMM says how close to arithmetic-bound it runs
 
@@ -237,6 +241,10 @@ def worker(name: str, path: str, prompt_length: int, decode_tokens: int, repeats
 
     t_prompt = _timeit(run_prompt, repeats)
     t_decode = _timeit(run_decode, repeats)
+    if name == "tinyrwkv":                # the bound at this format's own working set, in this process
+        from .roofline import measure_bandwidth
+        extra["read_gbs"] = measure_bandwidth(megabytes=extra["decode_bytes"] / 2**20,
+                                              repeats=max(repeats, 3))["bandwidth_gbs"]
     return {"prompt": prompt_length / t_prompt, "decode": len(decode) / t_decode, "version": version,
             **(extra if name == "tinyrwkv" else {})}
 
@@ -365,6 +373,7 @@ def summarise(rounds, todo, config, args, skipped, load) -> dict:
     machine = {"bandwidth_gbs": _median(b["bandwidth_gbs"] for b in bw),
                "numpy_copy_gbs": _median(b["numpy_copy_gbs"] for b in bw),
                "gemm_gflops": _median(b["gemm_gflops"] for b in bw),
+               "megabytes": bw[0]["megabytes"] if bw else None,
                "bandwidth_error": None if bw else rounds[0]["bandwidth"].get("error")}
     results = {}
     for label, n, w in todo:
@@ -380,10 +389,11 @@ def summarise(rounds, todo, config, args, skipped, load) -> dict:
             res["prompt_x_peer"] = _median(r[label]["prompt"] / r[peer]["prompt"] for r in both)
         if "decode_bytes" in ok[0][label]:
             res["decode_bytes"] = ok[0][label]["decode_bytes"]
-            with_bw = [r for r in ok if "error" not in r["bandwidth"]]
-            res["decode_bound"] = _median(r["bandwidth"]["bandwidth_gbs"] * 1e9 / res["decode_bytes"] for r in with_bw)
-            res["of_bound"] = _median(r[label]["decode"] * res["decode_bytes"] / (r["bandwidth"]["bandwidth_gbs"] * 1e9)
-                                      for r in with_bw)
+            # bytes per token / the read bandwidth at that working set, measured in the same worker
+            res["read_gbs"] = _median(r[label]["read_gbs"] for r in ok)
+            res["decode_bound"] = _median(r[label]["read_gbs"] * 1e9 / res["decode_bytes"] for r in ok)
+            res["of_bound"] = _median(r[label]["decode"] * res["decode_bytes"] / (r[label]["read_gbs"] * 1e9)
+                                      for r in ok)
             flops = ok[0][label]["flops_per_token"]
             res["prompt_gflops"] = res["prompt"] * flops / 1e9
         results[label] = res
@@ -414,9 +424,12 @@ def format_table(report: dict) -> str:
                      f"{fmt(r.get('decode_bound'), '12.1f')}{fmt(of_bound, '8.0f', '%')}"
                      f"{r['prompt']:24.0f}{fmt(r.get('prompt_x_peer'), '11.2f', 'x')}{fmt(r.get('prompt_gflops'), '9.1f')}")
     if m["bandwidth_gbs"] is not None:
-        lines.append(f"machine: read bandwidth {m['bandwidth_gbs']:.1f} GB/s (parallel sum; numpy copy "
-                     f"{m['numpy_copy_gbs']:.1f} GB/s), float32 GEMM {m['gemm_gflops']:.1f} GFLOP/s; "
-                     f"decode bound = bandwidth / bytes read per token")
+        lines.append(f"machine: read bandwidth {m['bandwidth_gbs']:.1f} GB/s over {m['megabytes']:.0f} MB (the faster of a parallel "
+                     f"sum with and without prefetching; numpy copy {m['numpy_copy_gbs']:.1f} GB/s), "
+                     f"float32 GEMM {m['gemm_gflops']:.1f} GFLOP/s")
+        at = ", ".join(f"{r['weights']} {r['read_gbs']:.1f}" for label, r in res.items() if r.get("read_gbs"))
+        lines.append(f"decode bound = bytes read per token / read bandwidth at that many bytes (GB/s: {at}), "
+                     f"measured in each format's own worker after its timing")
     else:
         lines.append(f"machine: bandwidth not measured ({m['bandwidth_error']})")
     if load[0] is not None:

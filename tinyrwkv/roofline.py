@@ -15,6 +15,7 @@ is GEMM FLOP/s / 2 P.
 """
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -25,36 +26,63 @@ from .nn.compact import compact, is_compactable
 # --------------------------------------------------------------------------- the machine
 
 
-def _parallel_sum():
+@functools.cache
+def _read_kernels():
+    """Two ways to read a float32 array as fast as this machine can, both on all Numba threads:
+    a plain parallel sum (the hardware prefetcher alone), and the same sum over rows of 4096 floats
+    asking for the bytes 32 KiB ahead (``kernels.matmul_numba.prefetch_ahead``, as decoding does)."""
     from numba import njit, prange
 
-    @njit(parallel=True, fastmath=True, cache=True)
+    from .kernels import FASTMATH
+    from .kernels.matmul_numba import prefetch_ahead
+
+    @njit(parallel=True, fastmath=FASTMATH, cache=True)
     def parallel_sum(a):
         s = np.float32(0.0)
         for i in prange(a.size):
             s += a[i]
         return s
-    return parallel_sum
+
+    @njit(parallel=True, fastmath=FASTMATH, cache=True)
+    def prefetching_sum(a):
+        K = 4096
+        s = np.float32(0.0)
+        for row in prange(a.size // K):
+            prefetch_ahead(a, row * K, K, 4)
+            r = np.float32(0.0)
+            for k in range(row * K, row * K + K):
+                r += a[k]
+            s += r
+        return s
+    return parallel_sum, prefetching_sum
 
 
-def measure_bandwidth(megabytes: int = 512, repeats: int = 3) -> dict:
-    """Read bandwidth of this machine: GB/s of a parallel (all Numba threads) sum over a float32
-    array of ``megabytes``, far bigger than any cache, best of ``repeats``; and of numpy's copy of it
-    (counting the bytes read and written). Returns {"bandwidth_gbs", "numpy_copy_gbs", "megabytes"}."""
-    a = np.ones(megabytes * 2**20 // 4, np.float32)
+def measure_bandwidth(megabytes: float = 512, repeats: int = 3) -> dict:
+    """Read bandwidth of this machine for a working set of ``megabytes``: GB/s of the faster of a
+    plain and a prefetching parallel sum over a float32 array that big, read again and again (as
+    decoding reads its weights), best of ``repeats``; and of numpy's copy of it (counting the bytes
+    read and written). 512 MB is far bigger than any cache; a model's own size (a format's bytes per
+    token) says what reading *that* many bytes costs here, caches included.
+    Returns {"bandwidth_gbs", "plain_sum_gbs", "prefetch_sum_gbs", "numpy_copy_gbs", "megabytes"}."""
+    n = max(4096, int(megabytes * 2**20) // 4 // 4096 * 4096)         # whole rows of 4096 floats
+    a = np.ones(n, np.float32)
     b = np.empty_like(a)
-    read = _parallel_sum()
-    read(a[:1024])                                   # compile outside the timing
-    best_read = best_copy = float("inf")
+    kernels = _read_kernels()
+    for read in kernels:
+        read(a[:8192])                               # compile outside the timing
+    best = {read: float("inf") for read in kernels}
+    best_copy = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        read(a)
-        best_read = min(best_read, time.perf_counter() - t0)
+        for read in kernels:                         # alternated, so both see the same machine
+            t0 = time.perf_counter()
+            read(a)
+            best[read] = min(best[read], time.perf_counter() - t0)
         t0 = time.perf_counter()
         np.copyto(b, a)
         best_copy = min(best_copy, time.perf_counter() - t0)
-    return {"bandwidth_gbs": a.nbytes / best_read / 1e9, "numpy_copy_gbs": 2 * a.nbytes / best_copy / 1e9,
-            "megabytes": megabytes}
+    plain, prefetching = (a.nbytes / best[k] / 1e9 for k in kernels)
+    return {"bandwidth_gbs": max(plain, prefetching), "plain_sum_gbs": plain, "prefetch_sum_gbs": prefetching,
+            "numpy_copy_gbs": 2 * a.nbytes / best_copy / 1e9, "megabytes": a.nbytes / 2**20}
 
 
 def measure_gemm(rows: int = 512, n_embd: int = 768, repeats: int = 3) -> float:

@@ -106,12 +106,26 @@ def prompt_profile(model, length: int = 512, repeats: int = 3) -> dict:
     return best
 
 
-def quality(reference, model, tokens) -> dict:
-    """How far ``model``'s logits are from ``reference``'s (same weights, other format) over ``tokens``
-    (one parallel-mode pass): {"top1_agreement", "max_abs_logit_diff", "mean_abs_logit_diff",
-    "logit_scale" (mean |logit| of the reference, to read the differences against)}."""
-    a, _ = reference.forward(tokens)                               # (T, V)
-    b, _ = model.forward(tokens)
+def _logits(model, tokens, mode):
+    """(T, V) logits of ``tokens``: one parallel-mode pass ("prompt": compact weights dequantised by
+    blocks into BLAS) or T RNN-mode steps ("decode": the compact kernels, e.g. int8's integer sums)."""
+    if mode == "prompt":
+        return model.forward(tokens)[0]
+    state, rows = None, []
+    for t in tokens:
+        logits, state = model.step(int(t), state)
+        rows.append(logits)
+    return np.stack(rows)
+
+
+def quality(reference, model, tokens, mode: str = "prompt") -> dict:
+    """How far ``model``'s logits are from ``reference``'s (same weights, other format) over ``tokens``,
+    run as a prompt or decoded step by step (``mode``): {"top1_agreement", "max_abs_logit_diff",
+    "mean_abs_logit_diff", "logit_scale" (mean |logit| of the reference, to read the differences against)}."""
+    if mode not in ("prompt", "decode"):
+        raise ValueError(f"mode={mode!r}: choose 'prompt' or 'decode'")
+    a = _logits(reference, tokens, mode)                          # (T, V)
+    b = _logits(model, tokens, mode)
     diff = np.abs(a - b)
     return {"top1_agreement": float((a.argmax(-1) == b.argmax(-1)).mean()),
             "max_abs_logit_diff": float(diff.max()), "mean_abs_logit_diff": float(diff.mean()),

@@ -27,12 +27,12 @@ PARALLEL_MIN_ROWS = 32
 
 def _ln_shift_mix(x, x_prev, weight, bias, eps, mus, out, h):
     """x: (B, T, C) the block's input; x_prev: (B, C) the layer norm output of the token before
-    x[:, 0]; weight, bias: (C,); mus: (M, C) mixing weights. Writes
+    x[:, 0]; weight, bias: (C,); mus: a tuple of M mixing weights, each (C,). Writes
         h[b, t]        = LN(x[b, t])                                        (B, T, C)
         out[m, b, t]   = h[b, t-1] + mus[m] (h[b, t] - h[b, t-1])          (M, B, T, C)
     with h[b, -1] = x_prev[b]. Mean and variance accumulate in float64 (biased variance, as torch)."""
     B, T, C = x.shape
-    M = mus.shape[0]
+    M = len(mus)
     for row in prange(B * T):                       # phase 1: the layer norm of every row
         b, t = row // T, row % T
         s = 0.0
@@ -51,7 +51,7 @@ def _ln_shift_mix(x, x_prev, weight, bias, eps, mus, out, h):
         for m in range(M):
             for c in range(C):
                 prev = x_prev[b, c] if t == 0 else h[b, t - 1, c]
-                out[m, b, t, c] = prev + mus[m, c] * (h[b, t, c] - prev)
+                out[m, b, t, c] = prev + mus[m][c] * (h[b, t, c] - prev)
 
 
 def _sigmoid_gate(r, y):
@@ -80,13 +80,14 @@ squared_relu_serial = one_thread_twin(squared_relu_parallel)
 
 def ln_shift_mix(x, x_prev, weight, bias, eps, mus):
     """LN(x) and its M token-shift mixes in one pass: returns (mixed (M, B, T, C), h_last (B, C))
-    where h_last = LN(x)[:, -1], the next call's x_prev. x: (B, T, C); mus: (M, C)."""
+    where h_last = LN(x)[:, -1], the next call's x_prev. x: (B, T, C); mus: M mixing weights (C,)
+    (a sequence: passed as a tuple, not stacked into a new array on every decoding step)."""
     B, T, C = x.shape
     out = np.empty((len(mus), B, T, C), np.float32)
     h = np.empty((B, T, C), np.float32)
     kernel = ln_shift_mix_parallel if B * T >= PARALLEL_MIN_ROWS else ln_shift_mix_serial
     kernel(np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(x_prev, dtype=np.float32),
-           weight, bias, np.float64(eps), np.ascontiguousarray(mus, dtype=np.float32), out, h)
+           weight, bias, np.float64(eps), tuple(np.ascontiguousarray(m, dtype=np.float32) for m in mus), out, h)
     return out, h[:, -1].copy()
 
 

@@ -35,6 +35,7 @@ coarser than the int16 steps above, and the int16 sum already outruns memory.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -295,11 +296,10 @@ bf16_matvec_serial = one_thread_twin(bf16_matvec)
 
 
 def use_threads(weights: int) -> bool:
-    """Whether a product with this many weights should run on the Numba thread pool."""
-    if weights < PARALLEL_MIN_WEIGHTS:
-        return False
-    import numba
-    return numba.get_num_threads() > 1
+    """Whether a product with this many weights should run on the Numba thread pool (a pool of more
+    than one thread: ``NUMBA_NUM_THREADS``, read once at import; a smaller ``numba.set_num_threads``
+    mask still runs the parallel kernel, on that many threads)."""
+    return weights >= PARALLEL_MIN_WEIGHTS and numba.config.NUMBA_NUM_THREADS > 1
 
 
 # --------------------------------------------------------------------------- the generated code

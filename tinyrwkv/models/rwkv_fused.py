@@ -22,7 +22,7 @@ def time_mix_fused(x, x_prev, wkv_state, att, ln_w, ln_b, eps, wkv, keep_last=No
 
     x_prev: (B, C) the ln1 output of the token before x[:, 0]. Returns (out (B, T', C) with T' = T
     or keep_last, the new x_prev, the new wkv_state)."""
-    mus = np.stack([att["time_mix_k"], att["time_mix_v"], att["time_mix_r"]])      # (3, C)
+    mus = (att["time_mix_k"], att["time_mix_v"], att["time_mix_r"])                 # 3 x (C,)
     (xk, xv, xr), h_last = K.ln_shift_mix(x, x_prev, ln_w, ln_b, eps, mus)        # each (B, T, C)
     k = F.linear(xk, att["key.weight"])                               # (B, T, C)
     v = F.linear(xv, att["value.weight"])
@@ -44,7 +44,7 @@ def time_mix_fused(x, x_prev, wkv_state, att, ln_w, ln_b, eps, wkv, keep_last=No
 def channel_mix_fused(x, x_prev, ffn, ln_w, ln_b, eps):
     """ln2 + ChannelMix of ``models.rwkv.channel_mix`` from the block's residual x (B, T, C).
     Returns (out (B, T, C), the new x_prev)."""
-    mus = np.stack([ffn["time_mix_k"], ffn["time_mix_r"]])                        # (2, C)
+    mus = (ffn["time_mix_k"], ffn["time_mix_r"])                                   # 2 x (C,)
     (xk, xr), h_last = K.ln_shift_mix(x, x_prev, ln_w, ln_b, eps, mus)
     k = K.squared_relu_(F.linear(xk, ffn["key.weight"]))              # (B, T, F): relu(k)^2 in place
     kv = F.linear(k, ffn["value.weight"])                             # (B, T, C)

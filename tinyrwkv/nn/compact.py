@@ -27,11 +27,19 @@ of the bytes and every op touches them.
 """
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
 
 FORMATS = ("fp32", "bf16", "int8")
+
+
+@functools.cache
+def _matmul_kernels():
+    """``tinyrwkv.kernels.matmul_numba``, imported on first use (importing it imports Numba)."""
+    from ..kernels import matmul_numba
+    return matmul_numba
 
 
 def check_format(fmt) -> str:
@@ -69,10 +77,10 @@ class CompactWeight:
                              f"{self.shape} (out, in)")
         lead = x.shape[:-1]
         x2 = np.ascontiguousarray(x.reshape(-1, self.shape[1]))      # (R, in)
-        from ..kernels import matmul_numba as M
+        M = _matmul_kernels()
         if x2.shape[0] < M.BLAS_MIN_ROWS:                            # decoding: read the compact words
             y = np.empty((x2.shape[0], self.shape[0]), np.float32)
-            self._matvec(x2, y)
+            self._matvec(x2, y, M)
         else:                                                         # a prompt: dequantise blocks, BLAS
             y = np.empty((x2.shape[0], self.shape[0]), np.float32)
             rows = max(1, M.BLOCK_ELEMENTS // self.shape[1])
@@ -134,8 +142,7 @@ class BF16Weight(CompactWeight):
     def nbytes(self) -> int:
         return self.words.nbytes
 
-    def _matvec(self, x2, y):
-        from ..kernels import matmul_numba as M
+    def _matvec(self, x2, y, M):
         threads = M.use_threads(self.size)
         if len(x2) == 1 and self.pairs is not None:                    # one token: the 1-d kernel
             (M.bf16_matvec1 if threads else M.bf16_matvec1_serial)(self.pairs, x2[0], y[0])
@@ -149,8 +156,7 @@ class BF16Weight(CompactWeight):
         return out
 
     def dequantize_rows(self, n0: int, out: np.ndarray) -> None:
-        from ..kernels import matmul_numba as M
-        M.bf16_dequantize_rows(self.words, n0, out)
+        _matmul_kernels().bf16_dequantize_rows(self.words, n0, out)
 
 
 # --------------------------------------------------------------------------- int8
@@ -202,8 +208,7 @@ class Int8Weight(CompactWeight):
     def nbytes(self) -> int:
         return self.q.nbytes + self.scales.nbytes
 
-    def _matvec(self, x2, y):
-        from ..kernels import matmul_numba as M
+    def _matvec(self, x2, y, M):
         threads = M.use_threads(self.size)
         if self.scales.shape[1] == 1 and len(x2) == 1 and self.shape[1] <= M.INT8_INTEGER_MAX_K:
             # one token, one scale per row: the integer kernel
@@ -221,8 +226,7 @@ class Int8Weight(CompactWeight):
         return q.reshape(ids.size, self.shape[1])
 
     def dequantize_rows(self, n0: int, out: np.ndarray) -> None:
-        from ..kernels import matmul_numba as M
-        M.int8_dequantize_rows(self.q, self.scales, n0, out)
+        _matmul_kernels().int8_dequantize_rows(self.q, self.scales, n0, out)
 
 
 # --------------------------------------------------------------------------- choosing
