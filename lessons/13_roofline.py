@@ -48,6 +48,7 @@ from tinyrwkv.experiments.roofline import (FAST as FAST_CONFIG, REAL_169M, bytes
                                            decode_bytes, decode_speed, matrix_weights, measure_bandwidth,
                                            measure_gemm, plot_roofline, plot_tradeoff, prompt_speed, quality,
                                            text_tokens)
+from tinyrwkv.kernels import matmul_numba as M
 from tinyrwkv.models.rwkv import RWKV, init_params
 from tinyrwkv.nn.compact import FORMATS, Int8Weight
 
@@ -78,7 +79,8 @@ assert fp32_bytes < 4 * P * 1.01                  # ... and the vectors are < 1%
 # %% [markdown]
 # ## 2. This machine: bandwidth and GEMM speed
 #
-# Bandwidth: the time to read an array far larger than any cache (a parallel sum, all cores).
+# Bandwidth: the time to read an array far larger than any cache (the faster of two parallel sums
+# on all cores: a plain one, and one that asks for the bytes 32 KiB ahead, as the decoding kernels do).
 # Compute: a float32 matrix product (BLAS sgemm) at a prompt's shapes. Their ratio is the
 # intensity at which this machine turns from memory-bound to compute-bound (the roofline's "ridge").
 # On a shared machine both vary from run to run: read them as rough, and compare within one run.
@@ -118,8 +120,25 @@ for fmt, model in models.items():
 # ## 4. Experiment: predict, then measure
 #
 # The decode bound of each format is bandwidth / bytes per token. Decoding runs the compact
-# kernels of `tinyrwkv/kernels/matmul_numba.py` (each weight read once, widened to float32 in a
-# register, multiply-added); the prompt turns blocks of weights back into float32 and calls BLAS.
+# kernels of `tinyrwkv/kernels/matmul_numba.py`, each weight read once: a bf16 weight is widened to
+# float32 in a register and multiply-added; for int8, x is rounded once per product to int16 steps
+# and each row becomes an integer dot product (exact in int32, one float multiply per row, the CPU's
+# `vpmaddwd` doing 16 multiply-adds per instruction). The prompt turns blocks of weights back into
+# float32 and calls BLAS.
+#
+# What does rounding x cost? Compare, on one real-shaped matrix, the error of rounding the *weights*
+# to int8 with the extra error of also rounding x to int16 steps:
+
+# %%
+x = np.random.default_rng(1).standard_normal(CONFIG.n_embd).astype(np.float32)
+exact = params["blocks.0.att.key.weight"].astype(np.float64) @ x     # float32 weights, float x
+dequantised = W.to_float32().astype(np.float64) @ x                   # int8 weights, float x
+integer = W.linear(x[None])[0]                                        # int8 weights, x in int16 steps
+x16, step = M.quantize_x16(x, CONFIG.n_embd)
+weight_error, x_error = np.abs(dequantised - exact).max(), np.abs(integer - dequantised).max()
+print(f"x in steps of {step:.2e} (largest |x| = {M.xq_max(CONFIG.n_embd)} steps); max |error| from int8 "
+      f"weights {weight_error:.2e}, added by int16 x {x_error:.2e} ({weight_error / x_error:.0f}x smaller)")
+assert x_error < weight_error / 10
 
 # %%
 numbers = {"machine": machine, "flops_per_token": 2 * P, "prompt_length": PROMPT, "formats": {}}
@@ -227,6 +246,8 @@ check.quantize_int8(quantize_int8)
 # extra 4 bytes per 32 weights worth it? (2) `tinyrwkv bench --weights fp32,bf16,int8` measures the
 # formats against the `rwkv` package at 169M shapes, with each decode figure as a fraction of its
 # bound. (3) `M.asm_summary(M.int8_matvec, ...)` in `tinyrwkv.kernels.matmul_numba` shows the vector
-# instructions the int8 kernel compiled to: find the widening load and the fused multiply-add.
+# instructions the int8 kernel for a few rows compiled to: find the widening load and the fused
+# multiply-add. Then `M.asm_summary(M.int8_matvec1, ...)`, decoding's one-token kernel: find
+# `vpmaddwd` (integer multiply-adds) and `prefetcht2` (asking for bytes 32 KiB ahead).
 #
 # Back to the start: [00 · Tour](00_tour.ipynb).
