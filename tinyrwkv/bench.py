@@ -341,6 +341,9 @@ def run(args) -> dict:
         skipped["transformers"] = "has no RWKV-5/6/7 model class (only trust_remote_code repos)"
     names = [n for n in names if n not in skipped]
     todo = entries(names, formats)
+    if version == 7 and any(label == "rwkv cpu fp32i8" for label, _, _ in todo):
+        todo = [t for t in todo if t[0] != "rwkv cpu fp32i8"]
+        skipped["rwkv cpu fp32i8"] = "the rwkv package runs RWKV-7 only as fp16/fp32/bf16 (no i8 strategy)"
 
     rounds = []                                   # per round: {label: worker result}, "bandwidth": {...}
     with tempfile.TemporaryDirectory(prefix="tinyrwkv-bench-", dir=args.workdir) as tmp:

@@ -122,7 +122,9 @@ def int8_matvec(q, scales, x, out):
     ``int8_matvec_grouped``, measured 40x slower here: LLVM then vectorised it badly. Keep this one flat.)"""
     N, K = q.shape
     R = x.shape[0]
+    flat = q.reshape(-1)
     for n in prange(N):
+        prefetch_ahead(flat, n * K, K, 1)
         for r in range(R):
             acc = np.float32(0.0)
             for k in range(K):                              # vectorised: vpmovsxbd, vcvtdq2ps, vfmadd
@@ -234,7 +236,9 @@ def int8_matvec_grouped(q, scales, x, out):
     G = scales.shape[1]
     group = K // G
     R = x.shape[0]
+    flat = q.reshape(-1)
     for n in prange(N):
+        prefetch_ahead(flat, n * K, K, 1)
         for r in range(R):
             acc = np.float32(0.0)
             for g in range(G):
@@ -270,7 +274,9 @@ def bf16_matvec(words, x, out):
     """out[r, n] = sum_k bf16(words[n, k]) x[r, k]   for x (R, K), out (R, N), R small. Parallel over n."""
     N, K = words.shape
     R = x.shape[0]
+    flat = words.reshape(-1)
     for n in prange(N):
+        prefetch_ahead(flat, n * K, K, 2)
         for r in range(R):
             acc = np.float32(0.0)
             for k in range(K):                              # vectorised: vpmovzxwd, vpslld, vfmadd
