@@ -119,7 +119,8 @@ def int8_matvec(q, scales, x, out):
 
     One pass over q per call whatever R is: row n of q (K bytes) is read once and stays in L1 while
     it meets the R rows of x. Parallel over n. (A loop over groups around the inner loop, as in
-    ``int8_matvec_grouped``, measured 40x slower here: LLVM then vectorised it badly. Keep this one flat.)"""
+    ``int8_matvec_grouped``, measured 12x slower here, 970 us against 77 at 3072 x 768 on 2 threads: LLVM
+    then vectorised it badly. Keep this one flat.)"""
     N, K = q.shape
     R = x.shape[0]
     flat = q.reshape(-1)
