@@ -343,3 +343,22 @@ def test_rwkv5_6_7_run_on_compact_weights(version, fmt):
     ref, _ = m32.forward(tokens)
     scale = np.abs(ref).mean()
     assert np.abs(full - ref).mean() < (0.01 if fmt == "bf16" else 0.03) * scale
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_pack_matrices_moves_bytes_not_values(fmt):
+    """Packing puts every matrix of a format in one buffer (views of it) and changes no number."""
+    from tinyrwkv.nn.compact import pack_matrices
+    config = tiny_config(n_layer=2, n_embd=32, vocab_size=50)
+    p = random_internal_params(config, seed=6)
+    params = {k: compact(v, fmt) if k.endswith(".weight") and v.ndim == 2 else v for k, v in p.items()}
+    before = RWKV(config, dict(params), backend="numba").forward(np.arange(7))[0]
+    packed = pack_matrices(dict(params))
+    storage = [v.q if fmt == "int8" else v.words if fmt == "bf16" else v
+               for v in packed.values() if np.ndim(v) == 2]
+    assert len(storage) == 2 + 2 * 7 and len({id(a.base) for a in storage}) == 1     # one arena
+    for key, value in packed.items():
+        want = params[key].to_float32() if np.ndim(value) == 2 and fmt != "fp32" else params[key]
+        got = value.to_float32() if np.ndim(value) == 2 and fmt != "fp32" else value
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(RWKV(config, packed, backend="numba").forward(np.arange(7))[0], before)

@@ -12,11 +12,13 @@ import os
 import pathlib
 from typing import Optional
 
+import numpy as np
+
 from .checkpoints import CheckpointError, read_checkpoint
 from .checkpoints.hub import cached_snapshot
 from .checkpoints.tensors import iter_float32_rows, read_float32, read_raw
 from .models.rwkv import RWKV, RWKVBase, RWKVConfig
-from .nn.compact import BF16Weight, check_format, from_row_blocks, is_compactable
+from .nn.compact import BF16Weight, MatrixArena, check_format, from_row_blocks, is_compactable
 from .tokenizer import load_tokenizer, resolve_shipped
 
 
@@ -77,7 +79,8 @@ def load(source, backend: str = "auto", *, weights: str = "fp32", revision: Opti
         raise ValueError(f"load: device='cuda' stores the weights itself (dtype='float32' or 'float16'); "
                          f"weights must be 'fp32', got {weights!r}")
     source = resolve_named(resolve_shipped(source), cache_dir)
-    convert = None if check_format(weights) == "fp32" else compact_reader(weights)
+    # every matrix is read straight into one arena (huge pages for decoding's streams: nn.compact.MatrixArena)
+    convert = compact_reader(check_format(weights), arena=MatrixArena())
     config, params = read_checkpoint(source, revision=revision, cache_dir=cache_dir, progress=progress,
                                      convert=convert, allow_nonfinite=allow_nonfinite)
     config = RWKVConfig.from_dict(config)
@@ -89,18 +92,20 @@ def load(source, backend: str = "auto", *, weights: str = "fp32", revision: Opti
     return model_class(config.version)(config, params, backend=backend)
 
 
-def compact_reader(fmt: str, group: Optional[int] = None):
-    """A ``read_checkpoint`` converter that stores the 2-d ``*.weight`` matrices in ``fmt`` ("bf16",
-    "int8"; group: int8 inputs per scale, None = per row) and everything else as float32."""
+def compact_reader(fmt: str, group: Optional[int] = None, arena: Optional[MatrixArena] = None):
+    """A ``read_checkpoint`` converter that stores the 2-d ``*.weight`` matrices in ``fmt`` ("fp32",
+    "bf16", "int8"; group: int8 inputs per scale, None = per row), allocated from ``arena`` when given,
+    and everything else as float32."""
     check_format(fmt)
+    empty = np.empty if arena is None else arena.empty
 
     def convert(name, tensor, f):
         if not is_compactable(name, tensor.shape):
             return read_float32(tensor, f)
         if fmt == "bf16" and tensor.dtype == "bfloat16" and tensor.is_contiguous:
-            return BF16Weight(read_raw(tensor, f))           # the stored words are the bf16 words
+            return BF16Weight(read_raw(tensor, f, out=empty(tensor.shape, np.uint16)))   # the bf16 words as stored
         try:
-            return from_row_blocks(fmt, tensor.shape, iter_float32_rows(tensor, f, 1 << 20), group)
+            return from_row_blocks(fmt, tensor.shape, iter_float32_rows(tensor, f, 1 << 20), group, empty)
         except ValueError as e:                               # e.g. inf / NaN in an int8 matrix
             raise CheckpointError(f"{tensor.file}: tensor {tensor.name!r} {tensor.shape}: {e}") from None
     return convert

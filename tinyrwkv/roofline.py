@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from .nn.compact import compact, is_compactable
+from .nn.compact import compact, is_compactable, pack_matrices
 
 
 # --------------------------------------------------------------------------- the machine
@@ -145,8 +145,10 @@ def matrix_weights(params) -> int:
 
 
 def compact_params(params, fmt: str):
-    """``params`` with every 2-d ``*.weight`` stored in ``fmt`` (vectors stay float32)."""
-    return {k: compact(v, fmt) if is_compactable(k, np.shape(v)) else v for k, v in params.items()}
+    """``params`` with every 2-d ``*.weight`` stored in ``fmt`` (vectors stay float32), the matrices
+    packed together as ``tinyrwkv.load`` lays them out (``nn.compact.MatrixArena``); ``params`` itself
+    is not changed."""
+    return pack_matrices({k: compact(v, fmt) if is_compactable(k, np.shape(v)) else v for k, v in params.items()})
 
 
 def bytes_per_weight(params) -> float:

@@ -176,16 +176,21 @@ def first_nonfinite(array: np.ndarray) -> Optional[Tuple[int, Tuple[int, ...], s
     return count, tuple(int(i) for i in np.unravel_index(position, array.shape)), kind
 
 
-def read_raw(tensor: StoredTensor, f: BinaryIO) -> np.ndarray:
-    """Reads a C-contiguous ``tensor`` as stored, without conversion: a new array of
-    RAW_DTYPES[tensor.dtype] (bfloat16 -> its uint16 bit patterns) and ``tensor.shape``."""
+def read_raw(tensor: StoredTensor, f: BinaryIO, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Reads a C-contiguous ``tensor`` as stored, without conversion: an array of
+    RAW_DTYPES[tensor.dtype] (bfloat16 -> its uint16 bit patterns) and ``tensor.shape``, new or
+    ``out`` (C-contiguous, of that dtype and shape)."""
     if tensor.dtype not in RAW_DTYPES:
         raise CheckpointError(f"{tensor.file}: tensor {tensor.name!r} has dtype {tensor.dtype}, which tinyrwkv "
                               f"cannot read")
     if not tensor.is_contiguous:
         raise CheckpointError(f"{tensor.file}: tensor {tensor.name!r} is stored as a strided view; "
                               f"read_raw reads contiguous tensors only")
-    out = np.empty(tensor.shape, RAW_DTYPES[tensor.dtype])
+    if out is None:
+        out = np.empty(tensor.shape, RAW_DTYPES[tensor.dtype])
+    elif out.dtype != RAW_DTYPES[tensor.dtype] or out.shape != tuple(tensor.shape) or not out.flags.c_contiguous:
+        raise ValueError(f"read_raw: out is {out.dtype} {out.shape}, tensor {tensor.name!r} needs a C-contiguous "
+                         f"{RAW_DTYPES[tensor.dtype]} {tuple(tensor.shape)}")
     f.seek(tensor.offset)
     _read_exactly(f, memoryview(out.reshape(-1)).cast("B"), tensor)
     return out

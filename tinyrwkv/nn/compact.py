@@ -248,30 +248,86 @@ def compact(w, fmt: str, group: int | None = None):
     return Int8Weight.from_float32(w, group)
 
 
-def from_row_blocks(fmt: str, shape, blocks, group: int | None = None):
+def from_row_blocks(fmt: str, shape, blocks, group: int | None = None, empty=np.empty):
     """Builds a compact (out, in) weight from ``blocks``: an iterable of (first row, float32 block of
     rows), in order, covering the matrix. Only one float32 block is alive at a time, so a matrix is
-    converted without ever holding it whole in float32 (a checkpoint reader yields such blocks)."""
+    converted without ever holding it whole in float32 (a checkpoint reader yields such blocks).
+    ``empty(shape, dtype)`` allocates the matrix's storage (e.g. ``MatrixArena().empty``)."""
     check_format(fmt)
     n, k = (int(d) for d in shape)
     if fmt == "fp32":
-        out = np.empty((n, k), np.float32)
+        out = empty((n, k), np.float32)
         for n0, block in blocks:
             out[n0:n0 + len(block)] = block
         return out
     if fmt == "bf16":
-        words = np.empty((n, k), np.uint16)
+        words = empty((n, k), np.uint16)
         for n0, block in blocks:
             words[n0:n0 + len(block)] = float32_to_bf16_bits(block)
         return BF16Weight(words)
     group = k if group is None else int(group)
     if group < 1 or k % group:
         raise ValueError(f"int8 group size {group} does not divide the {k} inputs of a {(n, k)} weight")
-    q = np.empty((n, k), np.int8)
+    q = empty((n, k), np.int8)
     scales = np.empty((n, k // group), np.float32)
     for n0, block in blocks:
         q[n0:n0 + len(block)], scales[n0:n0 + len(block)] = Int8Weight.quantize(block, group)
     return Int8Weight(q, scales)
+
+
+class MatrixArena:
+    """Hands out C-contiguous arrays carved one after another from a few large buffers, so that a
+    model's weight matrices lie together in memory instead of in many separate allocations.
+
+    Why: decoding streams every matrix once per token. 85 separate small arrays (a 768 x 768 int8
+    matrix is 590 KB) sit on 4 KiB pages, a TLB miss per page, while a buffer of 4 MiB or more gets
+    2 MiB pages (numpy asks Linux for transparent huge pages for such allocations). Measured on the 85
+    int8 matrices of a 169M token, 2 cores, alternating: 11.4 GB/s as separate arrays, 15.5 GB/s from
+    one buffer; whole decoding steps 5-8% faster in every format.
+
+    A checkpoint loader fills the arrays as it reads (``tinyrwkv.loading``), so memory never holds a
+    matrix twice; a buffer's pages only become memory as they are written."""
+
+    CHUNK_BYTES = 64 << 20          # large enough for huge pages; a bigger matrix gets its own buffer
+    ALIGN = 64                      # every array starts on a cache line
+
+    def __init__(self, chunk_bytes: int = CHUNK_BYTES):
+        self.chunk_bytes = int(chunk_bytes)
+        self._buffer = np.empty(0, np.uint8)
+        self._used = 0
+
+    def empty(self, shape, dtype) -> np.ndarray:
+        """A new uninitialised C-contiguous array of ``shape`` and ``dtype`` (as ``np.empty``)."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        start = -(-self._used // self.ALIGN) * self.ALIGN
+        if start + nbytes > self._buffer.size:
+            self._buffer = np.empty(max(self.chunk_bytes, nbytes + self.ALIGN), np.uint8)
+            start = -self._buffer.ctypes.data % self.ALIGN
+        self._used = start + nbytes
+        return self._buffer[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def pack_matrices(params: dict) -> dict:
+    """Moves every weight matrix of ``params`` (float32 2-d arrays, bf16 words, int8 q) into a
+    ``MatrixArena``, in key order, replacing each entry (in place) by a view of its slot; returns
+    ``params``. Values and shapes do not change, only where the bytes live. For models built in
+    memory (``roofline.compact_params``); a loader should allocate from an arena as it reads instead
+    (copying here holds the old and new copies of the matrices at once)."""
+    arena = MatrixArena()
+    for key, value in params.items():
+        if isinstance(value, BF16Weight):
+            words = arena.empty(value.shape, np.uint16)
+            words[...] = value.words
+            params[key] = BF16Weight(words)
+        elif isinstance(value, Int8Weight):
+            q = arena.empty(value.shape, np.int8)
+            q[...] = value.q
+            params[key] = Int8Weight(q, value.scales)
+        elif isinstance(value, np.ndarray) and value.ndim == 2:
+            params[key] = arena.empty(value.shape, value.dtype)
+            params[key][...] = value
+    return params
 
 
 def bytes_in_format(name: str, shape, fmt: str) -> int:
