@@ -46,8 +46,8 @@ import numpy as np
 from tinyrwkv.exercises import check
 from tinyrwkv.experiments.roofline import (FAST as FAST_CONFIG, REAL_169M, bytes_per_weight, compact_params,
                                            decode_bytes, decode_speed, matrix_weights, measure_bandwidth,
-                                           measure_gemm, plot_roofline, plot_tradeoff, prompt_speed, quality,
-                                           text_tokens)
+                                           measure_gemm, plot_roofline, plot_tradeoff, prompt_flops, prompt_speed,
+                                           quality, text_tokens)
 from tinyrwkv.kernels import matmul_numba as M
 from tinyrwkv.models.rwkv import RWKV, init_params
 from tinyrwkv.nn.compact import FORMATS, Int8Weight
@@ -92,7 +92,7 @@ ridge = machine["gemm_gflops"] / machine["bandwidth_gbs"]
 print(f"read bandwidth {machine['bandwidth_gbs']:.1f} GB/s, float32 GEMM {machine['gemm_gflops']:.1f} GFLOP/s: "
       f"ridge at {ridge:.1f} flops per byte")
 print(f"decode intensity (fp32): {2 * P / fp32_bytes:.2f} flops/byte; "
-      f"{PROMPT}-token prompt: {2 * P * PROMPT / fp32_bytes:.0f} flops/byte")
+      f"{PROMPT}-token prompt: {prompt_flops(params, PROMPT) / fp32_bytes:.0f} flops/byte (the head once)")
 
 # %% [markdown]
 # ## 3. Three ways to store a weight
@@ -141,7 +141,8 @@ print(f"x in steps of {step:.2e} (largest |x| = {M.xq_max(CONFIG.n_embd)} steps)
 assert x_error < weight_error / 10
 
 # %%
-numbers = {"machine": machine, "flops_per_token": 2 * P, "prompt_length": PROMPT, "formats": {}}
+numbers = {"machine": machine, "flops_per_token": 2 * P, "prompt_length": PROMPT, "formats": {},
+           "prompt_flops": prompt_flops(params, PROMPT)}   # the head once: a prompt keeps only its last logits
 tokens = text_tokens(200 if FAST else 1000, CONFIG.vocab_size)
 for fmt, model in models.items():
     nbytes = decode_bytes(model.params)
@@ -158,14 +159,19 @@ for fmt, model in models.items():
 # %% [markdown]
 # ## 5. Figures
 #
-# Left of the ridge the points sit on the slanted line (memory-bound): int8's decode point lies
-# further right (more flops per byte) and higher. The prompts sit near the flat roof, whatever
-# the format. (At the small sizes of fast mode, fixed per-call costs blur the picture: run the
-# full mode for the real shapes.)
+# Left of the ridge the points sit under the slanted line (memory-bound): int8's decode point lies
+# further right (more flops per byte) and higher. The prompts sit under the flat roof, whatever the
+# format; the printout gives each one's share of the GEMM speed (a prompt's flops count every layer
+# matrix per token and the head once, as only the last logits are computed). The rest of a prompt's
+# time is the WKV recurrence and the elementwise passes, which multiply no matrices. (At the small
+# sizes of fast mode, fixed per-call costs blur the picture: run the full mode for the real shapes.)
 
 # %%
 plot_roofline(numbers, fig=plt.figure())
 plt.show()
+for fmt, row in numbers["formats"].items():
+    gflops = row["prompt"] / PROMPT * numbers["prompt_flops"] / 1e9
+    print(f"{fmt} prompt: {gflops:.0f} GFLOP/s, {gflops / machine['gemm_gflops']:.0%} of this machine's GEMM")
 
 # %% [markdown]
 # What the fewer bytes cost, measured on the same weights over real text tokens: the logits'

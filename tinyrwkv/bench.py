@@ -24,8 +24,9 @@ The roofline beside them, measured in the same run (``tinyrwkv.roofline``):
                  after its timing: the fastest decoding that format can do on this machine. (A 131 MB
                  int8 model can sit partly in a large L3 where 523 MB of fp32 cannot: each format is
                  held to the bandwidth of its own working set, not to the slower 512 MB figure.)
-    GEMM         GFLOP/s of float32 sgemm at the prompt's shapes; "prompt GFLOP/s" is 2 x (matrix
-                 weights) x tokens / time, so prompt / GEMM says how close to arithmetic-bound it runs
+    GEMM         GFLOP/s of float32 sgemm at the prompt's shapes; "prompt GFLOP/s" is the prompt's
+                 flops / time (``roofline.prompt_flops``: every layer matrix per token, the head once, as
+                 only the last logits are computed), so prompt / GEMM says how close to arithmetic-bound it runs
 
     tinyrwkv bench --weights fp32,bf16,int8     # full size, with peers
     tinyrwkv bench --no-peers --tiny            # seconds: a smoke test of the machinery
@@ -176,9 +177,9 @@ def worker(name: str, path: str, prompt_length: int, decode_tokens: int, repeats
     if name == "tinyrwkv":
         from . import __version__
         from .loading import load
-        from .roofline import decode_bytes, matrix_weights
+        from .roofline import decode_bytes, prompt_flops
         model = load(path, backend=backend, weights=weights, progress=False)
-        extra = {"decode_bytes": decode_bytes(model.params), "flops_per_token": 2 * matrix_weights(model.params)}
+        extra = {"decode_bytes": decode_bytes(model.params), "prompt_flops": prompt_flops(model.params, prompt_length)}
         model.forward(prompt[:8], full_output=False)                 # compile / warm up
         model.step(0)
 
@@ -397,8 +398,8 @@ def summarise(rounds, todo, config, args, skipped, load) -> dict:
             res["decode_bound"] = _median(r[label]["read_gbs"] * 1e9 / res["decode_bytes"] for r in ok)
             res["of_bound"] = _median(r[label]["decode"] * res["decode_bytes"] / (r[label]["read_gbs"] * 1e9)
                                       for r in ok)
-            flops = ok[0][label]["flops_per_token"]
-            res["prompt_gflops"] = res["prompt"] * flops / 1e9
+            # tokens/s x flops per token of this prompt (the head counted once: last logits only)
+            res["prompt_gflops"] = res["prompt"] * ok[0][label]["prompt_flops"] / args.prompt_length / 1e9
         results[label] = res
     return {"config": config, "prompt_length": args.prompt_length, "decode_tokens": args.decode_tokens,
             "threads": args.threads or os.cpu_count(), "rounds": len(rounds), "machine": machine,

@@ -31,7 +31,7 @@ import numpy as np
 from ..models.rwkv import RWKV, RWKVConfig, init_params
 from ..nn.compact import FORMATS
 from ..roofline import (arithmetic_intensity, bytes_per_token, bytes_per_weight,  # noqa: F401  (the lesson reads them here too)
-                        compact_params, decode_bytes, matrix_weights, measure_bandwidth, measure_gemm,
+                        compact_params, decode_bytes, matrix_weights, measure_bandwidth, measure_gemm, prompt_flops,
                         predicted_tokens_per_second, weights_per_token)
 from ._cli import experiment_main
 from ._plotting import figure, finish, output_folder
@@ -171,12 +171,13 @@ def measure(config: RWKVConfig = REAL_169M, quality_tokens: int = 1000, decode_t
                "decode_bound": machine["bandwidth_gbs"] * 1e9 / nbytes,
                "decode": decode_speed(model, decode_tokens, repeats),
                "prompt": prompt_speed(model, prompt_length, max(1, repeats - 1)),
-               "prompt_bound": machine["gemm_gflops"] * 1e9 / (2 * P)}
+               "prompt_bound": machine["gemm_gflops"] * 1e9 * prompt_length / prompt_flops(params, prompt_length)}
         row["of_bound"] = row["decode"] / row["decode_bound"]
         if fmt != "fp32":
             row.update(quality(models["fp32"], model, tokens))
         out["formats"][fmt] = row
     out["flops_per_token"] = 2 * P
+    out["prompt_flops"] = prompt_flops(params, prompt_length)
     return out
 
 
@@ -194,10 +195,12 @@ def plot_roofline(numbers: dict, path=None, fig=None):
     ax.loglog(intensity, np.minimum(m["gemm_gflops"], intensity * m["bandwidth_gbs"]), "k-",
               label=f"roofline: {m['bandwidth_gbs']:.0f} GB/s, {m['gemm_gflops']:.0f} GFLOP/s")
     T = numbers.get("prompt_length", 512)
+    per_prompt = numbers.get("prompt_flops", flops * T)          # the head once: last logits only
     for (fmt, row), colour in zip(numbers["formats"].items(), ("C0", "C1", "C2")):
         ai = flops / row["decode_bytes"]
         ax.plot(ai, row["decode"] * flops / 1e9, "o", color=colour, label=f"{fmt} decode")
-        ax.plot(ai * T, row["prompt"] * flops / 1e9, "s", color=colour, label=f"{fmt} {T}-token prompt")
+        ax.plot(per_prompt / row["decode_bytes"], row["prompt"] / T * per_prompt / 1e9, "s", color=colour,
+                label=f"{fmt} {T}-token prompt")
     ax.set_xlabel("flops per byte of weights read")
     ax.set_ylabel("GFLOP/s achieved")
     ax.set_title("decode sits on the bandwidth slope, the prompt under the flat roof")
