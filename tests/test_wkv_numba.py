@@ -72,3 +72,16 @@ def test_large_keys_stay_finite_and_match():
     for a, b in zip(wkv_numba.wkv_backward(w, u, k, v, gy), wkv_numpy.wkv_backward(w, u, k, v, gy)):
         assert np.all(np.isfinite(a))
         assert_close(a, b, 1e-5, "grad")
+
+
+def test_float32_forward_blocks_of_channels_cover_every_channel():
+    """The float32 forward runs blocks of CHANNEL_BLOCK channels: a width that is not a multiple of it
+    (a partial last block), several sequences, and a carried-in state all match the reference."""
+    C = wkv_numba.CHANNEL_BLOCK * 2 + 13
+    w, u, k, v, _ = wkv_inputs(B=3, T=40, C=C, dtype=np.float32, seed=5)
+    _, state = wkv_numpy.wkv_forward(w, u, k[:, :7], v[:, :7])
+    y0, s0 = wkv_numpy.wkv_forward(w, u, k, v, state)
+    y1, s1 = wkv_numba.wkv_forward(w, u, k, v, state)
+    assert_close(y1, y0, TOL[np.float32], "y")
+    for name, a, b in zip(("aa", "bb", "pp"), s1, s0):
+        assert_close(a, b, TOL[np.float32], name)

@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import FASTMATH, one_thread_twin
+from .exp_numba import exp_nonpositive
 
 # rows (B x T) from which the parallel versions are used
 PARALLEL_MIN_ROWS = 32
@@ -30,7 +31,8 @@ def _ln_shift_mix(x, x_prev, weight, bias, eps, mus, out, h):
     x[:, 0]; weight, bias: (C,); mus: a tuple of M mixing weights, each (C,). Writes
         h[b, t]        = LN(x[b, t])                                        (B, T, C)
         out[m, b, t]   = h[b, t-1] + mus[m] (h[b, t] - h[b, t-1])          (M, B, T, C)
-    with h[b, -1] = x_prev[b]. Mean and variance accumulate in float64 (biased variance, as torch)."""
+    with h[b, -1] = x_prev[b]. Mean and variance accumulate in float64 (biased variance, as torch);
+    FASTMATH lets the parallel version vectorise those sums (reassociated: ~1e-16 relative)."""
     B, T, C = x.shape
     M = len(mus)
     for row in prange(B * T):                       # phase 1: the layer norm of every row
@@ -55,11 +57,14 @@ def _ln_shift_mix(x, x_prev, weight, bias, eps, mus, out, h):
 
 
 def _sigmoid_gate(r, y):
-    """y *= sigmoid(r) elementwise, in place; r, y: (R, C). sigmoid(x) = e^min(x,0) / (1 + e^-|x|)."""
+    """y *= sigmoid(r) elementwise, in place; r, y: (R, C). With e = e^-|a| (never overflows),
+    sigmoid(a) = 1 / (1 + e) for a >= 0 and e / (1 + e) below: one exponential per element, in
+    arithmetic the loop vectorises (``exp_numba``; np.exp here measured ~4x slower at 512 x 768)."""
     for i in prange(r.shape[0]):
         for c in range(r.shape[1]):
             a = r[i, c]
-            y[i, c] *= np.exp(min(a, np.float32(0.0))) / (np.float32(1.0) + np.exp(-abs(a)))
+            e = exp_nonpositive(-abs(a))
+            y[i, c] *= (np.float32(1.0) if a >= 0 else e) / (np.float32(1.0) + e)
 
 
 def _squared_relu(k):
@@ -70,7 +75,7 @@ def _squared_relu(k):
             k[i, c] = a * a
 
 
-ln_shift_mix_parallel = njit(parallel=True, cache=True)(_ln_shift_mix)
+ln_shift_mix_parallel = njit(parallel=True, fastmath=FASTMATH, cache=True)(_ln_shift_mix)
 ln_shift_mix_serial = one_thread_twin(ln_shift_mix_parallel)
 sigmoid_gate_parallel = njit(parallel=True, fastmath=FASTMATH, cache=True)(_sigmoid_gate)
 sigmoid_gate_serial = one_thread_twin(sigmoid_gate_parallel)
