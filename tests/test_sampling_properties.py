@@ -79,3 +79,11 @@ def test_the_limits_by_hand():
     assert next_token(np.array([5.0, 0.0, 1.0]), [0, 2], rng, 0.5, presence_penalty=-1e308) in (0, 2)
     with pytest.raises(ParameterError, match="logits contain NaN"):
         token_distribution(np.array([0.0, np.nan]), [])
+
+
+def test_a_huge_temperature_never_cuts_the_most_likely_token():
+    """Found by hypothesis: at temperature 2.2e16, logits [0, 1] scale to probabilities that are the
+    same float, and top_p = 0.5 kept token 0. Ties are now ranked by the logits."""
+    from tinyrwkv.generation import token_distribution
+    probs = token_distribution([0.0, 1.0], temperature=2.2171567396285524e16, top_p=0.5)
+    assert probs[1] == 1.0 and probs[0] == 0.0

@@ -136,10 +136,15 @@ def top_k_filter(logits, k: int):
     return np.where(logits >= kth_largest, logits, -np.inf)
 
 
-def _nucleus(probs, p: float):
+def _nucleus(probs, p: float, logits=None):
     """Boolean mask of the most likely tokens whose probability first reaches ``p`` (the token that
-    crosses p is kept; the most likely token always is). probs: (V,) summing to 1."""
-    order = np.argsort(-probs, kind="stable")                        # most likely first
+    crosses p is kept; the most likely token always is). probs: (V,) summing to 1. Tokens whose
+    probabilities round to the same float (a huge temperature flattens them) are ranked by
+    ``logits``, so the token with the largest logit is never the one cut."""
+    if logits is None:
+        order = np.argsort(-probs, kind="stable")                    # most likely first
+    else:
+        order = np.lexsort((-np.asarray(logits, np.float64), -probs))    # by probs, ties by logits
     before = np.cumsum(probs[order]) - probs[order]                  # mass of the tokens ahead of each
     keep = np.zeros(probs.shape, bool)
     keep[order[before < p]] = True                                   # always contains order[0]
@@ -173,7 +178,7 @@ def token_distribution(logits, seen_ids=(), temperature=1.0, top_p=1.0, top_k=0,
     probs = np.exp(z)
     probs /= probs.sum()                                             # the sum is >= 1: the max gives e^0
     if top_p < 1.0:
-        probs = np.where(_nucleus(probs, top_p), probs, 0.0)
+        probs = np.where(_nucleus(probs, top_p, x), probs, 0.0)
         probs /= probs.sum()
     return probs
 
