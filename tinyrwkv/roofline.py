@@ -11,7 +11,8 @@ token reads one row) does 2 P flops (a multiply and an add per weight), and read
                                   flops per byte
 
 so decoding's fastest possible speed is bandwidth / (b P), the *decode bound*, and a long prompt's
-is GEMM FLOP/s / 2 P.
+is GEMM FLOP/s / 2 P (a prompt that keeps only its last logits runs the head once, not per token:
+``prompt_flops`` counts that).
 """
 from __future__ import annotations
 

@@ -1,17 +1,10 @@
 """The roofline of RWKV on this CPU: decoding is bound by memory bandwidth, a prompt by arithmetic.
 
-Per token, a model with P weights in its matrices (every matrix but the embedding, from which a
-token reads one row) does 2 P flops (a multiply and an add per weight), and reads
-
-    decode (one token per call)   every weight once: b P bytes, b = bytes per weight (4 fp32, 2 bf16,
-                                  1 int8 + its scales), for 2 P flops: 2 / b flops per byte
-    prompt (T tokens per call)    every weight once for T tokens: b P / T bytes per token, 2 T / b
-                                  flops per byte
-
-A CPU core does tens of flops in the time it reads one byte from memory (this machine: GEMM
-GFLOP/s / read GB/s, measured below), so at 2/b flops per byte decoding waits on memory and its
-fastest possible speed is bandwidth / (b P), the *decode bound*; with T = 512 the prompt does
-2 T / b ~ 256 flops per byte and waits on arithmetic: its bound is GEMM GFLOP/s / 2 P.
+The bytes and flops per token of decoding and of a prompt, and the bounds they give, are derived
+once in ``tinyrwkv.roofline`` (library code ``bench`` reads too). In short: a CPU core does tens
+of flops in the time it reads one byte from memory (this machine: GEMM GFLOP/s / read GB/s,
+measured below), so decoding, at 2 / b flops per byte (b bytes per weight), waits on memory, and a
+512-token prompt, at ~2 T / b, waits on arithmetic.
 
 Fewer bytes per weight raise the decode bound in proportion (int8 reads 1/4 of fp32) and cost
 accuracy: ``quality`` measures the logit error and top-1 agreement of each format against fp32.

@@ -124,6 +124,14 @@ def _wkv_step_kernel(w, u, k, v, aa, bb, pp, y):
         pp[b, c] = max(ww, kt)
 
 
+@njit(inline="always", cache=True)
+def _exp_pair_f32(x1, x2):
+    """``_exp_pair`` for float32 with the vectorisable exponential (``exp_numba``)."""
+    one = np.float32(1.0)
+    e = exp_nonpositive(-abs(x1 - x2))
+    return (one if x1 >= x2 else e), (e if x1 >= x2 else one)
+
+
 # channels per job of the float32 forward: a few vectors' worth, so a job's state stays in registers/L1
 CHANNEL_BLOCK = 64
 
@@ -134,12 +142,11 @@ def _wkv_forward_f32(w, u, k, v, aa, bb, pp, y):
     ``CHANNEL_BLOCK`` neighbouring channels inside. Each time step then reads k[b, t, c0:c1] and
     v[b, t, c0:c1] contiguously, and the channel loop vectorises, its one exponential per pair in
     arithmetic (``exp_numba.exp_nonpositive``, relative error < 3e-7) instead of a libm call.
-    Same recurrence, same selects as ``_exp_pair``; parallel over (batch, channel block).
+    Same recurrence, its pairs from ``_exp_pair_f32``; parallel over (batch, channel block).
     Measured at B=1, T=512, C=768: 4.17 -> 0.75 ms on one thread, 2.02 -> 0.38 ms on two; against a
     float64 reference the outputs differ by at most 5.9e-6, as the scalar float32 kernel's do."""
     B, T, C = k.shape
     blocks = (C + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
-    one = np.float32(1.0)
     for job in prange(B * blocks):
         b = job // blocks
         c0 = (job % blocks) * CHANNEL_BLOCK
@@ -150,14 +157,10 @@ def _wkv_forward_f32(w, u, k, v, aa, bb, pp, y):
             kt, vt, yt = k[b, t, c0:c0 + n], v[b, t, c0:c0 + n], y[b, t, c0:c0 + n]
             for j in range(n):                        # vectorised over channels
                 ww = uc[j] + kt[j]                    # output: past mixed with the boosted current token
-                e = exp_nonpositive(-abs(p[j] - ww))
-                e1 = one if p[j] >= ww else e
-                e2 = e if p[j] >= ww else one
+                e1, e2 = _exp_pair_f32(p[j], ww)
                 yt[j] = (e1 * a[j] + e2 * vt[j]) / (e1 * d[j] + e2)
                 ww = p[j] + wc[j]                     # state: decay the past, add the current token
-                e = exp_nonpositive(-abs(ww - kt[j]))
-                e1 = one if ww >= kt[j] else e
-                e2 = e if ww >= kt[j] else one
+                e1, e2 = _exp_pair_f32(ww, kt[j])
                 a[j] = e1 * a[j] + e2 * vt[j]
                 d[j] = e1 * d[j] + e2
                 p[j] = max(ww, kt[j])
